@@ -1,0 +1,110 @@
+// The torch-free contract between the batcher and whatever runs the encoder.
+//
+// Plain C++ and absl only: server/ and server/batching/ hold a Backend& and never see
+// LibTorch. The one concrete implementation (LibTorch) is created by CreateTorchBackend()
+// in model/torch_backend.h, called only by the server's wiring and the offline encoder.
+//
+// Thread-safety: info() and ValidateSettings() are thread-safe; Embed() is called from a
+// single inference thread (the batcher), which owns the model.
+#ifndef LONGENC_MODEL_BACKEND_H_
+#define LONGENC_MODEL_BACKEND_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+
+namespace longenc::model {
+
+enum class Pooling { kMean, kCls };
+
+// How a batch is encoded. Documents are batched together only when their settings are
+// equal; empty fields mean "the server's default".
+struct EncodeSettings {
+  std::string attention;          // attention registry name, e.g. "full", "iclustered"
+  std::string attention_options;  // "key=value,key=value"; parsed by the variant
+  std::string position_mode;      // how documents beyond the position table are encoded
+
+  bool operator==(const EncodeSettings& o) const {
+    return attention == o.attention && attention_options == o.attention_options &&
+           position_mode == o.position_mode;
+  }
+  bool operator!=(const EncodeSettings& o) const { return !(*this == o); }
+};
+
+// A packed ("ragged") batch: sequences are concatenated; offsets has size() + 1 entries and
+// sequence i is token_ids[offsets[i], offsets[i+1]). Sequences already carry their special
+// tokens ([CLS] ... [SEP]) and fit the backend's limits (the caller truncates or rejects).
+struct Batch {
+  EncodeSettings settings;
+  std::vector<int32_t> token_ids;
+  std::vector<int64_t> offsets = {0};
+  std::vector<Pooling> pooling;      // per sequence
+  std::vector<uint8_t> normalize;    // per sequence; 1 = L2-normalise the pooled vector
+
+  int64_t size() const { return static_cast<int64_t>(offsets.size()) - 1; }
+  int64_t length(int64_t i) const { return offsets[i + 1] - offsets[i]; }
+  void Add(absl::Span<const int32_t> ids, Pooling p = Pooling::kMean, bool l2 = true) {
+    token_ids.insert(token_ids.end(), ids.begin(), ids.end());
+    offsets.push_back(static_cast<int64_t>(token_ids.size()));
+    pooling.push_back(p);
+    normalize.push_back(l2 ? 1 : 0);
+  }
+};
+
+// Row i is the embedding of sequence i; all rows have `dim` floats.
+struct BatchResult {
+  int64_t dim = 0;
+  std::vector<float> embeddings;  // size() * dim, row-major
+  // Memory high-water mark while this batch ran (device allocator on CUDA, process RSS on
+  // CPU), in bytes; 0 when unknown.
+  int64_t peak_memory_bytes = 0;
+};
+
+// What the model is and what it accepts; fixed after load.
+struct ModelInfo {
+  std::string model_name;
+  std::string version;
+  int64_t embedding_dim = 0;
+  int64_t max_positions = 0;          // the model's position table size (512 for BERT)
+  int64_t max_tokens_per_document = 0;  // what the backend accepts, special tokens included
+  int64_t vocab_size = 0;
+  std::string device;                 // "cpu", "cuda:0"
+  std::string dtype;                  // "float32"
+  std::vector<std::string> attention_variants;
+  std::string default_attention;
+  std::string default_attention_options;
+  std::vector<std::string> position_modes;
+  std::string default_position_mode;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const ModelInfo& info() const = 0;
+  // InvalidArgument naming the problem if `settings` names an unknown attention variant,
+  // bad options or an unknown position mode. Cheap enough to call per request.
+  virtual absl::Status ValidateSettings(const EncodeSettings& settings) const = 0;
+  // Encodes every sequence of `batch`. Errors: InvalidArgument for bad input (ids out of
+  // range, a sequence over the limit), Internal for a failure inside the model.
+  virtual absl::StatusOr<BatchResult> Embed(const Batch& batch) = 0;
+};
+
+// Options of the LibTorch backend (flags map onto these one to one).
+struct BackendOptions {
+  std::string model_dir;             // config.json, model.safetensors, vocab.txt
+  std::string device = "cpu";        // "cpu", "cuda", "cuda:N"
+  int threads = 0;                   // intra-op threads; 0 = all cores
+  std::string attention = "full";    // default attention variant
+  std::string attention_options;     // default options of that variant
+  std::string position_mode = "";    // default long-document mode; "" = the backend's choice
+  int64_t max_tokens_per_document = 131072;
+  uint64_t seed = 0;                 // seeds every random quantity (hash planes, ...)
+};
+
+}  // namespace longenc::model
+
+#endif  // LONGENC_MODEL_BACKEND_H_

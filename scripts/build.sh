@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Configures (once) and builds longenc into $BUILD (default build/). LibTorch comes from the
+# project venv's torch wheel; ccache keeps rebuilds cheap.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+build="${BUILD:-build}"
+jobs="${JOBS:-$(nproc)}"
+if [ ! -f "$build/CMakeCache.txt" ]; then
+  torch_prefix="$(.venv/bin/python -c 'import torch; print(torch.utils.cmake_prefix_path)')"
+  cmake -S . -B "$build" -DCMAKE_PREFIX_PATH="$torch_prefix" \
+    -DPython3_EXECUTABLE="$root/.venv/bin/python" ${CMAKE_ARGS:-}
+fi
+cmake --build "$build" -j "$jobs"
