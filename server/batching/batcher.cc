@@ -1,0 +1,325 @@
+#include "server/batching/batcher.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace longenc::batching {
+namespace {
+
+class RealClock : public Clock {
+ public:
+  absl::Time Now() const override { return absl::Now(); }
+};
+
+}  // namespace
+
+const Clock* Clock::Real() {
+  static const RealClock* const kClock = new RealClock();
+  return kClock;
+}
+
+// Mutated only by the thread that runs Step() once the job is admitted.
+struct Batcher::JobState {
+  Job job;
+  absl::Time enqueued;
+  int64_t documents = 0;
+  int64_t remaining = 0;
+  bool finished = false;
+  int64_t last_batch = -1;
+  JobResult result;
+};
+
+Batcher::Batcher(model::Backend* backend, const BatcherOptions& options, const Clock* clock,
+                 BatchObserver* observer)
+    : backend_(backend), options_(options), clock_(clock), observer_(observer) {}
+
+Batcher::~Batcher() { Drain(); }
+
+absl::Status Batcher::Submit(Job job) {
+  const int64_t n = static_cast<int64_t>(job.documents.size());
+  if (n == 0 || !job.done) {
+    return absl::InvalidArgumentError("batcher: a job needs documents and a callback");
+  }
+  int64_t tokens = 0;
+  for (const auto& d : job.documents) tokens += static_cast<int64_t>(d.size());
+  const absl::Time now = clock_->Now();
+  absl::Status refusal;
+  int64_t depth = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (draining_) {
+      refusal = absl::UnavailableError("server is draining (shutting down); retry elsewhere");
+    } else if (job.deadline <= now) {
+      refusal = absl::DeadlineExceededError("deadline expired before the request was queued");
+    } else if (queued_ + n > options_.max_queue_documents) {
+      refusal = absl::ResourceExhaustedError(absl::StrCat(
+          "queue full: ", queued_, " documents queued, request has ", n, ", limit ",
+          options_.max_queue_documents, " (--max_queue); retry with backoff"));
+    } else {
+      auto state = std::make_shared<JobState>();
+      state->enqueued = now;
+      state->documents = n;
+      state->remaining = n;
+      std::vector<std::vector<int32_t>> docs = std::move(job.documents);
+      state->job = std::move(job);
+      for (int64_t i = 0; i < n; ++i) {
+        queue_.push_back(Item{state, i, std::move(docs[i])});
+      }
+      queued_ += n;
+      depth = queued_;
+      ++generation_;
+      cv_.Signal();
+    }
+  }
+  if (!refusal.ok()) {
+    if (observer_ != nullptr) observer_->OnReject(refusal.code(), n);
+    return refusal;
+  }
+  if (observer_ != nullptr) observer_->OnEnqueue(n, tokens, depth);
+  return absl::OkStatus();
+}
+
+void Batcher::DropDead(absl::Time now, std::vector<Failure>* failures) {
+  std::deque<Item> kept;
+  for (Item& item : queue_) {
+    JobState& state = *item.job;
+    if (!state.finished) {
+      if (state.job.cancelled != nullptr && state.job.cancelled->load()) {
+        state.finished = true;
+        failures->push_back({item.job, absl::CancelledError("request cancelled by the client")});
+      } else if (state.job.deadline <= now) {
+        state.finished = true;
+        failures->push_back({item.job, absl::DeadlineExceededError(
+                                           "deadline expired while the request was queued")});
+      }
+    }
+    if (state.finished) {
+      --queued_;
+      continue;
+    }
+    kept.push_back(std::move(item));
+  }
+  queue_.swap(kept);
+}
+
+Batcher::Plan Batcher::MakePlan(absl::Time now) const {
+  Plan plan;
+  const Item& head = queue_.front();
+  const int64_t budget = options_.max_batch_tokens;
+  const int64_t head_len = static_cast<int64_t>(head.ids.size());
+  bool full = false;
+  if (head_len >= budget) {
+    plan.items = {0};
+    full = true;
+  } else {
+    // Same-settings documents that fit the budget, sorted by length (then arrival).
+    std::vector<size_t> cand;
+    const model::EncodeSettings& settings = head.job->job.settings;
+    for (size_t i = 0; i < queue_.size(); ++i) {
+      if (static_cast<int64_t>(queue_[i].ids.size()) <= budget &&
+          queue_[i].job->job.settings == settings) {
+        cand.push_back(i);
+      }
+    }
+    std::stable_sort(cand.begin(), cand.end(), [this](size_t a, size_t b) {
+      return queue_[a].ids.size() < queue_[b].ids.size();
+    });
+    const size_t p = std::find(cand.begin(), cand.end(), size_t{0}) - cand.begin();
+    // Grow a window [lo, hi] of the sorted candidates around the head, each time taking the
+    // neighbour that adds the least padding: a shorter one pads itself up to the longest, a
+    // longer one pads every member up to itself.
+    size_t lo = p, hi = p;
+    int64_t longest = head_len;
+    int64_t count = 1;
+    while (true) {
+      const bool can_lo = lo > 0;
+      const bool can_hi = hi + 1 < cand.size();
+      if (!can_lo && !can_hi) break;
+      int64_t waste_lo = -1, waste_hi = -1;
+      if (can_lo && longest * (count + 1) <= budget) {
+        waste_lo = longest - static_cast<int64_t>(queue_[cand[lo - 1]].ids.size());
+      }
+      if (can_hi) {
+        const int64_t len = static_cast<int64_t>(queue_[cand[hi + 1]].ids.size());
+        if (len * (count + 1) <= budget) waste_hi = (len - longest) * count;
+      }
+      if (waste_lo < 0 && waste_hi < 0) {
+        full = true;  // candidates remain but none fits
+        break;
+      }
+      if (waste_hi < 0 || (waste_lo >= 0 && waste_lo <= waste_hi)) {
+        --lo;
+      } else {
+        ++hi;
+        longest = static_cast<int64_t>(queue_[cand[hi]].ids.size());
+      }
+      ++count;
+    }
+    if (longest * (count + 1) > budget) full = true;
+    plan.items.assign(cand.begin() + lo, cand.begin() + hi + 1);
+  }
+  const absl::Time due = head.job->enqueued + options_.max_batch_delay;
+  plan.ready = full || draining_ || now >= due;
+  if (!plan.ready) plan.wake_at = due;
+  return plan;
+}
+
+Batcher::StepResult Batcher::Step() {
+  StepResult out;
+  std::vector<Failure> failures;
+  std::vector<Item> batch;
+  int64_t depth_after_drop = 0;
+  int64_t depth = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = clock_->Now();
+    DropDead(now, &failures);
+    depth_after_drop = queued_;
+    if (!queue_.empty()) {
+      Plan plan = MakePlan(now);
+      if (plan.ready) {
+        std::sort(plan.items.begin(), plan.items.end());
+        batch.reserve(plan.items.size());
+        for (size_t i : plan.items) batch.push_back(std::move(queue_[i]));
+        // Erase the taken items, keeping arrival order of the rest.
+        size_t next = 0;
+        std::deque<Item> rest;
+        for (size_t i = 0; i < queue_.size(); ++i) {
+          if (next < plan.items.size() && plan.items[next] == i) {
+            ++next;
+            continue;
+          }
+          rest.push_back(std::move(queue_[i]));
+        }
+        queue_.swap(rest);
+        queued_ -= static_cast<int64_t>(batch.size());
+      } else {
+        out.wake_at = plan.wake_at;
+      }
+    }
+    depth = queued_;
+  }
+  for (Failure& f : failures) {
+    if (observer_ != nullptr) {
+      observer_->OnDrop(f.status.code(), f.job->remaining, depth_after_drop);
+    }
+    f.job->job.done(std::move(f.status));
+    f.job->job.done = nullptr;  // release captured state now
+  }
+  out.ran = !failures.empty();
+  if (!batch.empty()) {
+    RunBatch(std::move(batch), depth);
+    out.ran = true;
+  }
+  return out;
+}
+
+void Batcher::RunBatch(std::vector<Item> items, int64_t queue_after) {
+  const int64_t seq = batch_seq_++;
+  model::Batch batch;
+  batch.settings = items.front().job->job.settings;
+  BatchStats stats;
+  stats.settings = batch.settings;
+  int64_t longest = 0;
+  for (const Item& item : items) {
+    const JobState& s = *item.job;
+    batch.Add(item.ids, s.job.pooling, s.job.normalize);
+    const int64_t len = static_cast<int64_t>(item.ids.size());
+    stats.document_tokens.push_back(len);
+    stats.tokens += len;
+    longest = std::max(longest, len);
+  }
+  stats.documents = batch.size();
+  stats.padded_tokens = longest * stats.documents;
+
+  const absl::Time start = clock_->Now();
+  absl::StatusOr<model::BatchResult> result = backend_->Embed(batch);
+  const absl::Time end = clock_->Now();
+  if (result.ok() && (result->dim <= 0 || static_cast<int64_t>(result->embeddings.size()) !=
+                                              result->dim * batch.size())) {
+    result = absl::InternalError(absl::StrCat("backend returned ", result->embeddings.size(),
+                                              " floats for ", batch.size(),
+                                              " documents of dim ", result->dim));
+  }
+  stats.inference_time = end - start;
+  stats.code = result.status().code();
+  if (result.ok()) stats.peak_memory_bytes = result->peak_memory_bytes;
+  for (const Item& item : items) stats.queue_times.push_back(start - item.job->enqueued);
+  if (observer_ != nullptr) observer_->OnBatch(stats, queue_after);
+
+  for (size_t r = 0; r < items.size(); ++r) {
+    JobState& s = *items[r].job;
+    if (s.finished) continue;  // an earlier row of this batch already failed the job
+    if (!result.ok()) {
+      s.finished = true;
+      s.job.done(result.status());
+      s.job.done = nullptr;
+      continue;
+    }
+    JobResult& out = s.result;
+    if (out.embeddings.empty()) {
+      out.dim = result->dim;
+      out.embeddings.resize(static_cast<size_t>(s.documents * out.dim));
+    }
+    std::copy_n(result->embeddings.begin() + r * result->dim, result->dim,
+                out.embeddings.begin() + items[r].index * out.dim);
+    out.queue_time = std::max(out.queue_time, start - s.enqueued);
+    if (s.last_batch != seq) {
+      s.last_batch = seq;
+      out.inference_time += end - start;
+      ++out.batches;
+    }
+    if (--s.remaining == 0) {
+      s.finished = true;
+      s.job.done(std::move(out));
+      s.job.done = nullptr;
+    }
+  }
+}
+
+void Batcher::Start() {
+  absl::MutexLock lock(&mu_);
+  if (thread_.joinable() || draining_) return;
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void Batcher::Loop() {
+  while (true) {
+    uint64_t seen;
+    {
+      absl::MutexLock lock(&mu_);
+      seen = generation_;
+    }
+    const StepResult r = Step();
+    if (r.ran) continue;
+    absl::MutexLock lock(&mu_);
+    if (draining_ && queue_.empty()) return;
+    if (generation_ != seen) continue;  // work arrived while Step() ran
+    cv_.WaitWithDeadline(&mu_, r.wake_at);
+  }
+}
+
+void Batcher::Drain() {
+  {
+    absl::MutexLock lock(&mu_);
+    draining_ = true;
+    ++generation_;
+    cv_.SignalAll();
+  }
+  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+}
+
+int64_t Batcher::queued_documents() const {
+  absl::MutexLock lock(&mu_);
+  return queued_;
+}
+
+bool Batcher::draining() const {
+  absl::MutexLock lock(&mu_);
+  return draining_;
+}
+
+}  // namespace longenc::batching

@@ -1,0 +1,141 @@
+// The batcher: the one owner of the model. Request handlers Submit() jobs (the documents of
+// one request, already tokenized and validated); a single inference thread cuts batches and
+// calls Backend::Embed, then fans the rows out to each job's callback.
+//
+// Policy:
+//  - Admission: the queue holds at most max_queue_documents documents; a job that does not fit
+//    is refused at once with RESOURCE_EXHAUSTED (never buffered). While draining, UNAVAILABLE.
+//  - A batch holds documents with equal EncodeSettings, always includes the oldest queued
+//    document (no starvation) and adds the queued documents whose lengths are closest to it
+//    while the padded cost (longest x count) stays within max_batch_tokens; a document longer
+//    than the budget runs alone.
+//  - The batch starts when it is full, or when the oldest document has waited max_batch_delay,
+//    or at once while draining.
+//  - Jobs cancelled or past their deadline are failed (CANCELLED / DEADLINE_EXCEEDED) and
+//    their documents removed before any compute; a failed batch fails every job in it.
+//
+// Threading: Submit() is thread-safe. Start() runs Step() on an owned inference thread
+// (real-time waits); unit tests instead call Step() themselves with a fake clock. Each job's
+// callback runs exactly once, on the thread that runs Step() (or in Submit() never: refusals
+// are returned, not called back), outside the batcher's lock.
+#ifndef LONGENC_SERVER_BATCHING_BATCHER_H_
+#define LONGENC_SERVER_BATCHING_BATCHER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "model/backend.h"
+#include "server/batching/clock.h"
+#include "server/batching/observer.h"
+
+namespace longenc::batching {
+
+struct BatcherOptions {
+  int64_t max_batch_tokens = 16384;      // padded tokens per batch
+  absl::Duration max_batch_delay = absl::Milliseconds(2);
+  int64_t max_queue_documents = 1024;
+};
+
+struct JobResult {
+  int64_t dim = 0;
+  std::vector<float> embeddings;         // documents x dim, in job order
+  absl::Duration queue_time;             // admission -> start of the last batch that held a doc
+  absl::Duration inference_time;         // sum over the distinct batches that held its docs
+  int64_t batches = 0;
+};
+
+// The documents of one request. Every document is non-empty, within the backend's limits and
+// already carries its special tokens.
+struct Job {
+  model::EncodeSettings settings;
+  model::Pooling pooling = model::Pooling::kMean;
+  bool normalize = true;
+  std::vector<std::vector<int32_t>> documents;
+  absl::Time deadline = absl::InfiniteFuture();
+  // Optional; the caller sets it when its RPC is cancelled.
+  std::shared_ptr<std::atomic<bool>> cancelled;
+  // Called once with the embeddings or the first error.
+  std::function<void(absl::StatusOr<JobResult>)> done;
+};
+
+class Batcher {
+ public:
+  // `backend`, `clock` and `observer` (may be null) must outlive the batcher.
+  Batcher(model::Backend* backend, const BatcherOptions& options, const Clock* clock,
+          BatchObserver* observer);
+  ~Batcher();  // Drain()s if the thread runs.
+  Batcher(const Batcher&) = delete;
+  Batcher& operator=(const Batcher&) = delete;
+
+  // Admits the job or refuses it at once: InvalidArgument (no documents, no callback),
+  // ResourceExhausted (queue full), Unavailable (draining), DeadlineExceeded (expired).
+  // On refusal the callback is not called.
+  absl::Status Submit(Job job);
+
+  struct StepResult {
+    bool ran = false;                          // a batch ran (or jobs were dropped)
+    absl::Time wake_at = absl::InfiniteFuture();  // when the head's delay ends
+  };
+  // Drops dead jobs, then runs one batch if one is due at clock->Now().
+  StepResult Step();
+
+  // Starts the inference thread (real clock waits).
+  void Start();
+  // Refuses new jobs (UNAVAILABLE), finishes every admitted one, stops the thread. Idempotent.
+  void Drain();
+
+  int64_t queued_documents() const;
+  bool draining() const;
+
+ private:
+  struct JobState;
+  struct Item {
+    std::shared_ptr<JobState> job;
+    int64_t index = 0;           // document index within the job
+    std::vector<int32_t> ids;
+  };
+  struct Failure {
+    std::shared_ptr<JobState> job;
+    absl::Status status;
+  };
+
+  // Indices into queue_ of the next batch; `ready` false means wait until `wake_at`.
+  struct Plan {
+    std::vector<size_t> items;
+    bool ready = false;
+    absl::Time wake_at = absl::InfiniteFuture();
+  };
+
+  void DropDead(absl::Time now, std::vector<Failure>* failures) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Plan MakePlan(absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RunBatch(std::vector<Item> items, int64_t queue_after);
+  void Loop();
+
+  model::Backend* const backend_;
+  const BatcherOptions options_;
+  const Clock* const clock_;
+  BatchObserver* const observer_;
+
+  mutable absl::Mutex mu_;
+  absl::CondVar cv_;
+  std::deque<Item> queue_ ABSL_GUARDED_BY(mu_);  // arrival order
+  int64_t queued_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;  // bumped by Submit/Drain to wake the loop
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t batch_seq_ = 0;  // inference thread only
+  std::thread thread_;
+};
+
+}  // namespace longenc::batching
+
+#endif  // LONGENC_SERVER_BATCHING_BATCHER_H_

@@ -1,0 +1,401 @@
+#include "server/batching/batcher.h"
+
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace longenc::batching {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::UnorderedElementsAre;
+
+class FakeClock : public Clock {
+ public:
+  absl::Time Now() const override {
+    absl::MutexLock lock(&mu_);
+    return now_;
+  }
+  void Advance(absl::Duration d) {
+    absl::MutexLock lock(&mu_);
+    now_ += d;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  absl::Time now_ = absl::FromUnixSeconds(1000);
+};
+
+// Row i = {length, first id, pooling, normalize}; records every batch; each call takes
+// `compute` of fake time.
+class FakeBackend : public model::Backend {
+ public:
+  explicit FakeBackend(FakeClock* clock) : clock_(clock) {}
+  const model::ModelInfo& info() const override { return info_; }
+  absl::Status ValidateSettings(const model::EncodeSettings&) const override {
+    return absl::OkStatus();
+  }
+  absl::StatusOr<model::BatchResult> Embed(const model::Batch& batch) override {
+    absl::MutexLock lock(&mu_);
+    if (clock_ != nullptr) clock_->Advance(compute);
+    std::vector<int64_t> lengths;
+    for (int64_t i = 0; i < batch.size(); ++i) lengths.push_back(batch.length(i));
+    batches.push_back(lengths);
+    settings.push_back(batch.settings);
+    if (!fail.ok()) return fail;
+    model::BatchResult r;
+    r.dim = 4;
+    for (int64_t i = 0; i < batch.size(); ++i) {
+      r.embeddings.push_back(static_cast<float>(batch.length(i)));
+      r.embeddings.push_back(static_cast<float>(batch.token_ids[batch.offsets[i]]));
+      r.embeddings.push_back(batch.pooling[i] == model::Pooling::kCls ? 1.f : 0.f);
+      r.embeddings.push_back(static_cast<float>(batch.normalize[i]));
+    }
+    return r;
+  }
+
+  absl::Mutex mu_;
+  std::vector<std::vector<int64_t>> batches;
+  std::vector<model::EncodeSettings> settings;
+  absl::Status fail;
+  absl::Duration compute = absl::ZeroDuration();
+
+ private:
+  FakeClock* clock_;
+  model::ModelInfo info_;
+};
+
+// A document of `len` tokens whose first id is `tag`.
+std::vector<int32_t> Doc(int len, int32_t tag) { return std::vector<int32_t>(len, tag); }
+
+// Holds the outcome of one job.
+struct Outcome {
+  std::optional<absl::StatusOr<JobResult>> result;
+  int calls = 0;
+};
+
+Job MakeJob(std::vector<std::vector<int32_t>> docs, Outcome* out) {
+  Job job;
+  job.documents = std::move(docs);
+  job.done = [out](absl::StatusOr<JobResult> r) {
+    out->result = std::move(r);
+    ++out->calls;
+  };
+  return job;
+}
+
+BatcherOptions Options(int64_t budget, absl::Duration delay, int64_t queue = 1000) {
+  BatcherOptions o;
+  o.max_batch_tokens = budget;
+  o.max_batch_delay = delay;
+  o.max_queue_documents = queue;
+  return o;
+}
+
+struct Fixture {
+  explicit Fixture(const BatcherOptions& o, BatchObserver* observer = nullptr)
+      : backend(&clock), batcher(&backend, o, &clock, observer) {}
+  FakeClock clock;
+  FakeBackend backend;
+  Batcher batcher;
+};
+
+TEST(Batcher, WaitsForTheDelayThenRunsAPartialBatch) {
+  Fixture f(Options(1000, absl::Milliseconds(5)));
+  Outcome out;
+  ASSERT_TRUE(f.batcher.Submit(MakeJob({Doc(10, 7)}, &out)).ok());
+  const absl::Time t0 = f.clock.Now();
+  Batcher::StepResult r = f.batcher.Step();
+  EXPECT_FALSE(r.ran);
+  EXPECT_EQ(r.wake_at, t0 + absl::Milliseconds(5));
+  EXPECT_EQ(out.calls, 0);
+  f.clock.Advance(absl::Milliseconds(5));
+  r = f.batcher.Step();
+  EXPECT_TRUE(r.ran);
+  ASSERT_EQ(out.calls, 1);
+  ASSERT_TRUE(out.result->ok());
+  EXPECT_EQ((*out.result)->dim, 4);
+  EXPECT_THAT((*out.result)->embeddings, ElementsAre(10, 7, 0, 1));
+  EXPECT_EQ((*out.result)->queue_time, absl::Milliseconds(5));
+}
+
+TEST(Batcher, FullBatchRunsWithoutWaiting) {
+  Fixture f(Options(20, absl::Seconds(10)));
+  Outcome a, b;
+  ASSERT_TRUE(f.batcher.Submit(MakeJob({Doc(10, 1)}, &a)).ok());
+  ASSERT_TRUE(f.batcher.Submit(MakeJob({Doc(10, 2)}, &b)).ok());
+  EXPECT_TRUE(f.batcher.Step().ran);
+  EXPECT_EQ(a.calls, 1);
+  EXPECT_EQ(b.calls, 1);
+  EXPECT_THAT(f.backend.batches, ElementsAre(ElementsAre(10, 10)));
+}
+
+TEST(Batcher, QueueFullIsRefusedAtOnceWithoutCallback) {
+  Fixture f(Options(1000, absl::Seconds(1), /*queue=*/3));
+  Outcome a, b, c;
+  ASSERT_TRUE(f.batcher.Submit(MakeJob({Doc(5, 1), Doc(5, 2)}, &a)).ok());
+  const absl::Status s = f.batcher.Submit(MakeJob({Doc(5, 3), Doc(5, 4)}, &b));
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("--max_queue"));
+  EXPECT_EQ(f.batcher.queued_documents(), 2);
+  ASSERT_TRUE(f.batcher.Submit(MakeJob({Doc(5, 5)}, &c)).ok());
+  f.clock.Advance(absl::Seconds(1));
+  while (f.batcher.Step().ran) {
+  }
+  EXPECT_EQ(a.calls, 1);
+  EXPECT_EQ(b.calls, 0);
+  EXPECT_EQ(c.calls, 1);
+}
+
+TEST(Batcher, PaddingAwareBudgetKeepsALongDocumentOut) {
+  // 3 x 10 = 30 fits 100; adding the 60-token document would cost 60 x 4 = 240.
+  Fixture f(Options(100, absl::ZeroDuration()));
+  Outcome a;
+  ASSERT_TRUE(f.batcher.Submit(MakeJob({Doc(10, 1), Doc(10, 2), Doc(10, 3), Doc(60, 4)}, &a)).ok());
+  EXPECT_TRUE(f.batcher.Step().ran);
+  EXPECT_TRUE(f.batcher.Step().ran);
+  EXPECT_FALSE(f.batcher.Step().ran);
+  EXPECT_THAT(f.backend.batches, ElementsAre(ElementsAre(10, 10, 10), ElementsAre(60)));
+  ASSERT_TRUE(a.result->ok());
+  EXPECT_EQ((*a.result)->batches, 2);
+  // Rows come back in job order whatever the batches were.
+  const std::vector<float>& e = (*a.result)->embeddings;
+  EXPECT_EQ(e[1], 1);
+  EXPECT_EQ(e[5], 2);
+  EXPECT_EQ(e[9], 3);
+  EXPECT_EQ(e[12], 60);
+  EXPECT_EQ(e[13], 4);
+}
+
+TEST(Batcher, GroupsSimilarLengthsSoShortDocumentsDoNotPadToLongOnes) {
+  Fixture f(Options(160, absl::ZeroDuration()));
+  Outcome a;
+  ASSERT_TRUE(
+      f.batcher.Submit(MakeJob({Doc(50, 1), Doc(10, 2), Doc(48, 3), Doc(12, 4), Doc(52, 5)}, &a))
+          .ok());
+  while (f.batcher.Step().ran) {
+  }
+  // The head (50) takes its nearest lengths 48 and 52 (3 x 52 = 156); 10 and 12 go together.
+  ASSERT_EQ(f.backend.batches.size(), 2u);
+  EXPECT_THAT(f.backend.batches[0], UnorderedElementsAre(50, 48, 52));
+  EXPECT_THAT(f.backend.batches[1], UnorderedElementsAre(10, 12));
+  ASSERT_TRUE(a.result->ok());
+  const std::vector<float>& e = (*a.result)->embeddings;
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(e[i * 4 + 1], i + 1) << i;
+}
+
+TEST(Batcher, DocumentOverTheBudgetRunsAlone) {
+  Fixture f(Options(16, absl::Seconds(1)));
+  Outcome a, b;
+  ASSERT_TRUE(f.batcher.Submit(MakeJob({Doc(40, 1)}, &a)).ok());
+  ASSERT_TRUE(f.batcher.Submit(MakeJob({Doc(4, 2)}, &b)).ok());
+  EXPECT_TRUE(f.batcher.Step().ran);  // no delay: it can never share a batch
+  EXPECT_THAT(f.backend.batches, ElementsAre(ElementsAre(40)));
+  EXPECT_EQ(a.calls, 1);
+  EXPECT_EQ(b.calls, 0);
+}
+
+TEST(Batcher, BatchesOnlyDocumentsWithEqualSettings) {
+  Fixture f(Options(1000, absl::ZeroDuration()));
+  Outcome a, b, c;
+  Job ja = MakeJob({Doc(5, 1)}, &a);
+  Job jb = MakeJob({Doc(5, 2)}, &b);
+  jb.settings.attention = "yoso";
+  Job jc = MakeJob({Doc(5, 3)}, &c);
+  ASSERT_TRUE(f.batcher.Submit(std::move(ja)).ok());
+  ASSERT_TRUE(f.batcher.Submit(std::move(jb)).ok());
+  ASSERT_TRUE(f.batcher.Submit(std::move(jc)).ok());
+  while (f.batcher.Step().ran) {
+  }
+  ASSERT_EQ(f.backend.batches.size(), 2u);
+  EXPECT_THAT(f.backend.batches[0], ElementsAre(5, 5));
+  EXPECT_EQ(f.backend.settings[0].attention, "");
+  EXPECT_EQ(f.backend.settings[1].attention, "yoso");
+  EXPECT_EQ(b.calls, 1);
+}
+
+TEST(Batcher, PoolingAndNormalizeTravelPerDocument) {
+  Fixture f(Options(1000, absl::ZeroDuration()));
+  Outcome a, b;
+  Job ja = MakeJob({Doc(5, 1)}, &a);
+  ja.pooling = model::Pooling::kCls;
+  ja.normalize = false;
+  ASSERT_TRUE(f.batcher.Submit(std::move(ja)).ok());
+  ASSERT_TRUE(f.batcher.Submit(MakeJob({Doc(5, 2)}, &b)).ok());
+  EXPECT_TRUE(f.batcher.Step().ran);
+  ASSERT_EQ(f.backend.batches.size(), 1u);
+  EXPECT_THAT((*a.result)->embeddings, ElementsAre(5, 1, 1, 0));
+  EXPECT_THAT((*b.result)->embeddings, ElementsAre(5, 2, 0, 1));
+}
+
+TEST(Batcher, CancelledJobIsDroppedBeforeCompute) {
+  Fixture f(Options(1000, absl::ZeroDuration()));
+  Outcome a, b;
+  Job ja = MakeJob({Doc(5, 1), Doc(6, 1)}, &a);
+  ja.cancelled = std::make_shared<std::atomic<bool>>(false);
+  auto flag = ja.cancelled;
+  ASSERT_TRUE(f.batcher.Submit(std::move(ja)).ok());
+  ASSERT_TRUE(f.batcher.Submit(MakeJob({Doc(5, 2)}, &b)).ok());
+  flag->store(true);
+  while (f.batcher.Step().ran) {
+  }
+  ASSERT_EQ(a.calls, 1);
+  EXPECT_EQ(a.result->status().code(), absl::StatusCode::kCancelled);
+  EXPECT_THAT(f.backend.batches, ElementsAre(ElementsAre(5)));
+  EXPECT_EQ(b.calls, 1);
+  EXPECT_EQ(f.batcher.queued_documents(), 0);
+}
+
+TEST(Batcher, ExpiredJobIsDroppedBeforeCompute) {
+  Fixture f(Options(1000, absl::Milliseconds(5)));
+  Outcome a;
+  Job ja = MakeJob({Doc(5, 1)}, &a);
+  ja.deadline = f.clock.Now() + absl::Milliseconds(2);
+  ASSERT_TRUE(f.batcher.Submit(std::move(ja)).ok());
+  f.clock.Advance(absl::Milliseconds(3));
+  EXPECT_TRUE(f.batcher.Step().ran);
+  ASSERT_EQ(a.calls, 1);
+  EXPECT_EQ(a.result->status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_TRUE(f.backend.batches.empty());
+}
+
+TEST(Batcher, AlreadyExpiredJobIsRefused) {
+  Fixture f(Options(1000, absl::ZeroDuration()));
+  Outcome a;
+  Job ja = MakeJob({Doc(5, 1)}, &a);
+  ja.deadline = f.clock.Now();
+  EXPECT_EQ(f.batcher.Submit(std::move(ja)).code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(a.calls, 0);
+}
+
+TEST(Batcher, BackendErrorFailsEveryJobOfTheBatchOnce) {
+  Fixture f(Options(1000, absl::ZeroDuration()));
+  f.backend.fail = absl::InternalError("boom");
+  Outcome a, b;
+  ASSERT_TRUE(f.batcher.Submit(MakeJob({Doc(5, 1), Doc(5, 1)}, &a)).ok());
+  ASSERT_TRUE(f.batcher.Submit(MakeJob({Doc(5, 2)}, &b)).ok());
+  while (f.batcher.Step().ran) {
+  }
+  EXPECT_EQ(a.calls, 1);
+  EXPECT_EQ(b.calls, 1);
+  EXPECT_EQ(a.result->status().code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(b.result->status().code(), absl::StatusCode::kInternal);
+}
+
+TEST(Batcher, FailedJobLosesItsOtherQueuedDocuments) {
+  Fixture f(Options(10, absl::ZeroDuration()));
+  f.backend.fail = absl::InternalError("boom");
+  Outcome a;
+  ASSERT_TRUE(f.batcher.Submit(MakeJob({Doc(8, 1), Doc(8, 2)}, &a)).ok());
+  EXPECT_TRUE(f.batcher.Step().ran);
+  EXPECT_FALSE(f.batcher.Step().ran);
+  EXPECT_EQ(f.backend.batches.size(), 1u);
+  EXPECT_EQ(a.calls, 1);
+  EXPECT_EQ(f.batcher.queued_documents(), 0);
+}
+
+TEST(Batcher, TimingComesFromTheClock) {
+  Fixture f(Options(1000, absl::Milliseconds(4)));
+  f.backend.compute = absl::Milliseconds(7);
+  Outcome a;
+  ASSERT_TRUE(f.batcher.Submit(MakeJob({Doc(5, 1)}, &a)).ok());
+  f.clock.Advance(absl::Milliseconds(4));
+  EXPECT_TRUE(f.batcher.Step().ran);
+  ASSERT_TRUE(a.result->ok());
+  EXPECT_EQ((*a.result)->queue_time, absl::Milliseconds(4));
+  EXPECT_EQ((*a.result)->inference_time, absl::Milliseconds(7));
+}
+
+TEST(Batcher, DrainRefusesNewJobsAndFlushesWithoutDelay) {
+  Fixture f(Options(1000, absl::Seconds(60)));
+  Outcome a, b;
+  ASSERT_TRUE(f.batcher.Submit(MakeJob({Doc(5, 1)}, &a)).ok());
+  f.batcher.Drain();
+  EXPECT_EQ(f.batcher.Submit(MakeJob({Doc(5, 2)}, &b)).code(), absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(f.batcher.Step().ran);
+  EXPECT_EQ(a.calls, 1);
+  EXPECT_EQ(b.calls, 0);
+}
+
+class RecordingObserver : public BatchObserver {
+ public:
+  void OnEnqueue(int64_t documents, int64_t tokens, int64_t depth) override {
+    enqueued_docs += documents;
+    enqueued_tokens += tokens;
+    last_depth = depth;
+  }
+  void OnReject(absl::StatusCode code, int64_t) override { rejects.push_back(code); }
+  void OnDrop(absl::StatusCode code, int64_t documents, int64_t depth) override {
+    drops.push_back(code);
+    dropped_docs += documents;
+    last_depth = depth;
+  }
+  void OnBatch(const BatchStats& s, int64_t depth) override {
+    stats.push_back(s);
+    last_depth = depth;
+  }
+  int64_t enqueued_docs = 0, enqueued_tokens = 0, dropped_docs = 0, last_depth = -1;
+  std::vector<absl::StatusCode> rejects, drops;
+  std::vector<BatchStats> stats;
+};
+
+TEST(Batcher, ObserverSeesEveryStage) {
+  RecordingObserver obs;
+  Fixture f(Options(100, absl::ZeroDuration(), /*queue=*/4), &obs);
+  f.backend.compute = absl::Milliseconds(3);
+  Outcome a, b, c;
+  Job ja = MakeJob({Doc(10, 1), Doc(30, 1)}, &a);
+  ASSERT_TRUE(f.batcher.Submit(std::move(ja)).ok());
+  Job jb = MakeJob({Doc(5, 2)}, &b);
+  jb.cancelled = std::make_shared<std::atomic<bool>>(true);
+  ASSERT_TRUE(f.batcher.Submit(std::move(jb)).ok());
+  EXPECT_FALSE(f.batcher.Submit(MakeJob({Doc(1, 3), Doc(1, 3)}, &c)).ok());
+  EXPECT_EQ(obs.enqueued_docs, 3);
+  EXPECT_EQ(obs.enqueued_tokens, 45);
+  EXPECT_EQ(obs.last_depth, 3);
+  EXPECT_THAT(obs.rejects, ElementsAre(absl::StatusCode::kResourceExhausted));
+  EXPECT_TRUE(f.batcher.Step().ran);
+  EXPECT_THAT(obs.drops, ElementsAre(absl::StatusCode::kCancelled));
+  EXPECT_EQ(obs.dropped_docs, 1);
+  ASSERT_EQ(obs.stats.size(), 1u);
+  EXPECT_EQ(obs.stats[0].documents, 2);
+  EXPECT_EQ(obs.stats[0].tokens, 40);
+  EXPECT_EQ(obs.stats[0].padded_tokens, 60);
+  EXPECT_EQ(obs.stats[0].inference_time, absl::Milliseconds(3));
+  EXPECT_EQ(obs.stats[0].queue_times.size(), 2u);
+  EXPECT_EQ(obs.stats[0].code, absl::StatusCode::kOk);
+  EXPECT_EQ(obs.last_depth, 0);
+}
+
+TEST(Batcher, InferenceThreadServesConcurrentSubmitters) {
+  FakeBackend backend(nullptr);
+  Batcher batcher(&backend, Options(64, absl::ZeroDuration()), Clock::Real(), nullptr);
+  batcher.Start();
+  constexpr int kJobs = 20;
+  std::vector<absl::Notification> done(kJobs);
+  std::vector<std::vector<float>> rows(kJobs);
+  for (int i = 0; i < kJobs; ++i) {
+    Job job;
+    job.documents = {Doc(1 + i % 7, i), Doc(3, i)};
+    job.done = [&, i](absl::StatusOr<JobResult> r) {
+      if (r.ok()) rows[i] = r->embeddings;
+      done[i].Notify();
+    };
+    ASSERT_TRUE(batcher.Submit(std::move(job)).ok());
+  }
+  for (auto& n : done) n.WaitForNotification();
+  for (int i = 0; i < kJobs; ++i) {
+    EXPECT_THAT(rows[i], ElementsAre(1 + i % 7, i, 0, 1, 3, i, 0, 1)) << i;
+  }
+  batcher.Drain();
+  EXPECT_EQ(batcher.queued_documents(), 0);
+}
+
+}  // namespace
+}  // namespace longenc::batching
