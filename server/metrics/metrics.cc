@@ -447,15 +447,19 @@ void Metrics::ReportProcessMemoryAsDevice(std::string_view device) {
   impl_->process_device = std::string(device);
 }
 
+void Metrics::AddInflight(int64_t delta) {
+  impl_->inflight_requests.Increment(static_cast<double>(delta));
+}
+
 Metrics::InflightGuard::InflightGuard(Metrics& metrics) : metrics_(&metrics) {
-  metrics_->impl_->inflight_requests.Increment();
+  metrics_->AddInflight(1);
 }
 
 Metrics::InflightGuard::InflightGuard(InflightGuard&& other) noexcept
     : metrics_(std::exchange(other.metrics_, nullptr)) {}
 
 Metrics::InflightGuard::~InflightGuard() {
-  if (metrics_ != nullptr) metrics_->impl_->inflight_requests.Decrement();
+  if (metrics_ != nullptr) metrics_->AddInflight(-1);
 }
 
 std::shared_ptr<prometheus::Collectable> Metrics::collectable() const { return collectable_; }

@@ -137,6 +137,10 @@ class Metrics {
   // device=`device` at every scrape: allocated = reserved = VmRSS, peak = VmHWM.
   void ReportProcessMemoryAsDevice(std::string_view device);
 
+  // longenc_inflight_requests += delta (+1 when an RPC starts, -1 when it ends); prefer
+  // InflightGuard where one scope spans the RPC.
+  void AddInflight(int64_t delta);
+
   // Counts a request in flight for as long as it lives (longenc_inflight_requests).
   class InflightGuard {
    public:
