@@ -1,0 +1,102 @@
+// longenc-server: flags -> listen (health NOT_SERVING) -> load the model -> SERVING -> wait for
+// SIGTERM/SIGINT -> drain -> exit 0. The only server file that links LibTorch (through
+// CreateTorchBackend); it includes no gRPC or protobuf header (see grpc_server.h).
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "model/tokenizer/wordpiece.h"
+#include "model/torch_backend.h"
+#include "server/batching/batcher.h"
+#include "server/flags.h"
+#include "server/grpc_server.h"
+
+namespace longenc::server {
+namespace {
+
+int Fail(const std::string& what, const absl::Status& status) {
+  std::fprintf(stderr, "longenc-server: %s: %s\n", what.c_str(), status.ToString().c_str());
+  return 1;
+}
+
+int Run(int argc, char** argv) {
+  InstallServerUsage(argv[0]);
+  absl::ParseCommandLine(argc, argv);
+  absl::StatusOr<ServerOptions> options = OptionsFromFlags();
+  if (!options.ok()) {
+    std::fprintf(stderr, "longenc-server: %s\n", std::string(options.status().message()).c_str());
+    return 2;
+  }
+
+  // Block the stop signals in every thread (threads inherit the mask); main waits for them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  // ---- METRICS WIRING (owner: server/metrics) ----------------------------------------------
+  // Create the metrics::Metrics registry and its exposer on options->metrics_address here
+  // (port 0 disables), and pass adapters of batching::BatchObserver and ServiceObserver below
+  // instead of the two nullptrs.
+  batching::BatchObserver* batch_observer = nullptr;
+  ServiceObserver* service_observer = nullptr;
+  // -------------------------------------------------------------------------------------------
+
+  EncoderServer::Options server_options;
+  server_options.host = options->host;
+  server_options.port = options->port;
+  server_options.limits.max_documents_per_request = options->max_documents_per_request;
+  server_options.limits.max_tokens_per_document = options->max_tokens_per_document;
+  server_options.limits.max_message_bytes = options->max_message_bytes;
+  server_options.limits.max_batch_tokens = options->max_batch_tokens;
+  server_options.limits.max_queue_documents = options->max_queue;
+  server_options.limits.max_batch_delay = options->max_batch_delay;
+  server_options.limits.stream_window = options->stream_window;
+  absl::StatusOr<std::unique_ptr<EncoderServer>> server =
+      EncoderServer::Start(server_options, service_observer);
+  if (!server.ok()) return Fail("listen", server.status());
+  std::fprintf(stderr, "longenc-server: listening on %s (loading model from %s)\n",
+               (*server)->address().c_str(), options->model_dir.c_str());
+  if (!options->port_file.empty()) {
+    std::ofstream(options->port_file) << (*server)->port() << "\n";
+  }
+
+  absl::StatusOr<std::unique_ptr<model::Backend>> backend =
+      model::CreateTorchBackend(ToBackendOptions(*options));
+  if (!backend.ok()) return Fail("loading the model", backend.status());
+  const model::ModelInfo& info = (*backend)->info();
+  if (absl::Status s = ValidateAgainstModel(*options, info); !s.ok()) return Fail("flags", s);
+  absl::StatusOr<tokenizer::WordPieceTokenizer> tokenizer =
+      tokenizer::WordPieceTokenizer::FromModelDir(options->model_dir);
+  if (!tokenizer.ok()) return Fail("loading the tokenizer", tokenizer.status());
+
+  batching::Batcher batcher(backend->get(), ToBatcherOptions(*options),
+                            batching::Clock::Real(), batch_observer);
+  batcher.Start();
+  (*server)->Attach(Runtime{backend->get(), &*tokenizer, &batcher});
+  std::fprintf(stderr,
+               "longenc-server: SERVING %s (dim %lld) on %s, attention %s; listening on %s\n",
+               info.model_name.c_str(), static_cast<long long>(info.embedding_dim),
+               info.device.c_str(), info.default_attention.c_str(),
+               (*server)->address().c_str());
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  std::fprintf(stderr, "longenc-server: %s: draining (NOT_SERVING, finishing queued work)\n",
+               signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+  (*server)->Drain(options->shutdown_timeout);
+  std::fprintf(stderr, "longenc-server: drained, exiting\n");
+  return 0;
+}
+
+}  // namespace
+}  // namespace longenc::server
+
+int main(int argc, char** argv) { return longenc::server::Run(argc, argv); }

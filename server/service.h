@@ -1,0 +1,95 @@
+// The longenc.v1.Encoder gRPC service on the callback API.
+//
+// Handlers validate, tokenize (on the gRPC callback thread that received the call) and submit
+// jobs to the batcher; they never run the model. The batcher's inference thread completes the
+// calls (fills the response, Finish / StartWrite). EmbedStream reads at most
+// `stream_window` requests ahead of the responses written (backpressure through HTTP/2 flow
+// control instead of unbounded buffering).
+//
+// Lifecycle: the service is registered and the server listens before the model is loaded;
+// until Attach() every call except health gets UNAVAILABLE ("model is loading"). After
+// SetDraining() new calls (and new stream messages) get UNAVAILABLE while admitted work
+// finishes.
+//
+// Ownership: the service does not own the Runtime it is attached to; the runtime must outlive
+// the gRPC server. Thread-safety: all methods are thread-safe.
+#ifndef LONGENC_SERVER_SERVICE_H_
+#define LONGENC_SERVER_SERVICE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "grpcpp/grpcpp.h"
+#include "longenc/v1/encoder.grpc.pb.h"
+#include "model/backend.h"
+#include "model/tokenizer/wordpiece.h"
+#include "server/batching/batcher.h"
+#include "server/runtime.h"
+#include "server/service_observer.h"
+
+namespace longenc::server {
+
+class EncoderService final : public longenc::v1::Encoder::CallbackService {
+ public:
+  // `observer` may be null; it must outlive the service.
+  EncoderService(const ServiceLimits& limits, ServiceObserver* observer);
+
+  void Attach(const Runtime& runtime);
+  void SetDraining();
+  bool draining() const { return draining_.load(); }
+
+  grpc::ServerUnaryReactor* Embed(grpc::CallbackServerContext* context,
+                                  const longenc::v1::EmbedRequest* request,
+                                  longenc::v1::EmbedResponse* response) override;
+  grpc::ServerBidiReactor<longenc::v1::EmbedRequest, longenc::v1::EmbedResponse>* EmbedStream(
+      grpc::CallbackServerContext* context) override;
+  grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,
+                                     const longenc::v1::TokenizeRequest* request,
+                                     longenc::v1::TokenizeResponse* response) override;
+  grpc::ServerUnaryReactor* GetInfo(grpc::CallbackServerContext* context,
+                                    const longenc::v1::GetInfoRequest* request,
+                                    longenc::v1::GetInfoResponse* response) override;
+
+  // A validated, tokenized request: the job to submit and what the response echoes.
+  struct Prepared {
+    batching::Job job;
+    std::vector<std::string> ids;
+    std::vector<int32_t> num_tokens;
+    std::vector<bool> truncated;
+    std::string request_id;
+    std::string attention;
+    std::string position_mode;
+    absl::Duration tokenization_time;
+  };
+  // Validation + tokenization of one EmbedRequest (the error table of docs/API.md). On error,
+  // `*rejection` says why (for metrics).
+  absl::StatusOr<Prepared> Prepare(const longenc::v1::EmbedRequest& request,
+                                   const Runtime& runtime, Rejection* rejection) const;
+  // Fills `response` from a finished job.
+  static void FillResponse(const Prepared& prepared, const batching::JobResult& result,
+                           absl::Duration total, longenc::v1::EmbedResponse* response);
+
+  // The runtime, or UNAVAILABLE while loading / draining.
+  absl::StatusOr<Runtime> Acquire(Rejection* rejection) const;
+  ServiceObserver* observer() const { return observer_; }
+  const ServiceLimits& limits() const { return limits_; }
+
+ private:
+  const ServiceLimits limits_;
+  ServiceObserver* const observer_;
+  std::atomic<bool> attached_{false};
+  std::atomic<bool> draining_{false};
+  Runtime runtime_;  // written once before attached_ is set
+};
+
+// The deadline of a call as absl::Time (InfiniteFuture when the client set none).
+absl::Time CallDeadline(const grpc::CallbackServerContext& context);
+
+}  // namespace longenc::server
+
+#endif  // LONGENC_SERVER_SERVICE_H_
