@@ -4,6 +4,7 @@
 // Used by tests/python/test_tokenizer_parity.py (against Hugging Face) and by
 // bench/tokenizer_bench.sh (--stats --repeat). An input line that cannot be encoded prints
 // {"error": "..."} so that output line i always belongs to input line i.
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <iostream>
@@ -60,6 +61,7 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Reads text lines on stdin, prints one JSON array of WordPiece ids per line.");
   absl::ParseCommandLine(argc, argv);
+  std::ios::sync_with_stdio(false);  // large inputs: no per-character stdio locking
   absl::StatusOr<WordPieceTokenizer> tokenizer = absl::UnknownError("no tokenizer");
   if (const std::string vocab = absl::GetFlag(FLAGS_vocab); vocab.empty()) {
     tokenizer = WordPieceTokenizer::FromModelDir(absl::GetFlag(FLAGS_model_dir));
