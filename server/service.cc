@@ -6,7 +6,10 @@
 #include <string>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/stubs/common.h"
 #include "absl/synchronization/mutex.h"
 #include "server/status_mapping.h"
 
@@ -73,7 +76,7 @@ std::string DocumentLabel(int index, const std::string& id) {
 
 // EmbedStream: one response per request, in order. The reactor decides what to do under its
 // lock and calls into gRPC after releasing it, so a reaction that runs inline cannot deadlock.
-class StreamCall : public grpc::ServerBidiReactor<EmbedRequest, EmbedResponse> {
+class StreamCall : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   StreamCall(EncoderService* service, grpc::CallbackServerContext* context)
       : service_(service),
@@ -99,12 +102,15 @@ class StreamCall : public grpc::ServerBidiReactor<EmbedRequest, EmbedResponse> {
     }
     // Reads are serialized (one outstanding) and reading_ stays true until the end of this
     // method, so request_ is ours until then.
-    const std::string request_id = request_.request_id();
+    EmbedRequest request;
     Rejection why = Rejection::kInvalidArgument;
-    absl::StatusOr<EncoderService::Prepared> prepared;
+    absl::StatusOr<EncoderService::Prepared> prepared = absl::UnknownError("not prepared");
     absl::StatusOr<Runtime> runtime = service_->Acquire(&why);
-    if (runtime.ok()) prepared = service_->Prepare(request_, *runtime, &why);
-    absl::Status status = runtime.ok() ? prepared.status() : runtime.status();
+    absl::Status decoded = DecodeMessage(request_, &request);
+    const std::string request_id = request.request_id();
+    if (runtime.ok() && decoded.ok()) prepared = service_->Prepare(request, *runtime, &why);
+    absl::Status status =
+        !runtime.ok() ? runtime.status() : !decoded.ok() ? decoded : prepared.status();
     auto slot = std::make_shared<Slot>();
     if (status.ok()) {
       observer_->OnTokenization(prepared->tokenization_time);
@@ -176,12 +182,12 @@ class StreamCall : public grpc::ServerBidiReactor<EmbedRequest, EmbedResponse> {
  private:
   struct Slot {
     EncoderService::Prepared prepared;
-    EmbedResponse response;
+    grpc::ByteBuffer response;
     bool ready = false;
   };
   struct Actions {
     bool read = false;
-    EmbedResponse* write = nullptr;
+    grpc::ByteBuffer* write = nullptr;
     bool finish = false;
     absl::Status status;
   };
@@ -189,8 +195,10 @@ class StreamCall : public grpc::ServerBidiReactor<EmbedRequest, EmbedResponse> {
   void OnJobDone(const std::shared_ptr<Slot>& slot, absl::StatusOr<batching::JobResult> result) {
     if (result.ok()) {
       observer_->OnQueueTime(result->queue_time);
-      EncoderService::FillResponse(slot->prepared, *result, absl::Now() - start_,
-                                   &slot->response);
+      EmbedResponse response;
+      EncoderService::FillResponse(slot->prepared, *result, absl::Now() - start_, &response);
+      bool own = false;
+      (void)grpc::SerializationTraits<EmbedResponse>::Serialize(response, &slot->response, &own);
     } else if (IsRejection(result.status().code())) {
       observer_->OnReject(RejectionFor(result.status().code()));
     }
@@ -250,7 +258,7 @@ class StreamCall : public grpc::ServerBidiReactor<EmbedRequest, EmbedResponse> {
   const absl::Time deadline_;
   const absl::Time start_;
   const std::shared_ptr<std::atomic<bool>> cancelled_ = std::make_shared<std::atomic<bool>>();
-  EmbedRequest request_;
+  grpc::ByteBuffer request_;
   int64_t next_index_ = 0;  // index of the message in request_ (reads are serialized)
 
   absl::Mutex mu_;
@@ -263,7 +271,76 @@ class StreamCall : public grpc::ServerBidiReactor<EmbedRequest, EmbedResponse> {
   absl::Status status_ ABSL_GUARDED_BY(mu_);
 };
 
+// Walks the wire format of `bytes` as message `d` and checks every string field for UTF-8. A
+// malformed buffer is left to the parser.
+absl::Status CheckStrings(std::string_view bytes, const google::protobuf::Descriptor* d,
+                          const std::string& path) {
+  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(bytes.data()),
+                                            static_cast<int>(bytes.size()));
+  absl::flat_hash_map<int, int> seen;  // occurrences of each repeated field
+  while (true) {
+    const uint32_t tag = in.ReadTag();
+    if (tag == 0) return absl::OkStatus();
+    const int number = static_cast<int>(tag >> 3);
+    switch (tag & 7) {
+      case 0: {
+        uint64_t v;
+        if (!in.ReadVarint64(&v)) return absl::OkStatus();
+        break;
+      }
+      case 1:
+        if (!in.Skip(8)) return absl::OkStatus();
+        break;
+      case 5:
+        if (!in.Skip(4)) return absl::OkStatus();
+        break;
+      case 2: {
+        uint32_t len;
+        if (!in.ReadVarint32(&len)) return absl::OkStatus();
+        const int pos = in.CurrentPosition();
+        if (len > bytes.size() - static_cast<size_t>(pos)) return absl::OkStatus();
+        const std::string_view sub = bytes.substr(static_cast<size_t>(pos), len);
+        in.Skip(static_cast<int>(len));
+        const google::protobuf::FieldDescriptor* f = d->FindFieldByNumber(number);
+        if (f == nullptr) break;
+        std::string name = path + f->name();
+        if (f->is_repeated()) absl::StrAppend(&name, "[", seen[number]++, "]");
+        if (f->type() == google::protobuf::FieldDescriptor::TYPE_STRING &&
+            !google::protobuf::internal::IsStructurallyValidUTF8(sub.data(),
+                                                                 static_cast<int>(sub.size()))) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(name, " is not valid UTF-8 (string fields must be UTF-8)"));
+        }
+        if (f->type() == google::protobuf::FieldDescriptor::TYPE_MESSAGE) {
+          if (absl::Status s = CheckStrings(sub, f->message_type(), name + "."); !s.ok()) {
+            return s;
+          }
+        }
+        break;
+      }
+      default:
+        return absl::OkStatus();
+    }
+  }
+}
+
 }  // namespace
+
+absl::Status DecodeMessage(const grpc::ByteBuffer& buffer, google::protobuf::Message* message) {
+  std::vector<grpc::Slice> slices;
+  if (!buffer.Dump(&slices).ok()) return absl::InternalError("cannot read the request bytes");
+  std::string bytes;
+  bytes.reserve(buffer.Length());
+  for (const grpc::Slice& s : slices) {
+    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  }
+  if (absl::Status s = CheckStrings(bytes, message->GetDescriptor(), ""); !s.ok()) return s;
+  if (!message->ParseFromString(bytes)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the request is not a valid ", message->GetDescriptor()->full_name(), " message"));
+  }
+  return absl::OkStatus();
+}
 
 absl::Time CallDeadline(const grpc::CallbackServerContext& context) {
   const std::chrono::system_clock::time_point d = context.deadline();
@@ -439,14 +516,20 @@ void EncoderService::FillResponse(const Prepared& p, const batching::JobResult& 
 }
 
 grpc::ServerUnaryReactor* EncoderService::Embed(grpc::CallbackServerContext* context,
-                                                const EmbedRequest* request,
-                                                EmbedResponse* response) {
+                                                const grpc::ByteBuffer* raw_request,
+                                                grpc::ByteBuffer* raw_response) {
   auto* call = new UnaryCall(observer_, "Embed");
   Rejection why = Rejection::kInvalidArgument;
   absl::StatusOr<Runtime> runtime = Acquire(&why);
   if (!runtime.ok()) {
     observer_->OnReject(why);
     call->Complete(runtime.status());
+    return call;
+  }
+  auto request = std::make_unique<EmbedRequest>();
+  if (absl::Status s = DecodeMessage(*raw_request, request.get()); !s.ok()) {
+    observer_->OnReject(Rejection::kInvalidArgument);
+    call->Complete(s);
     return call;
   }
   const absl::Time deadline = CallDeadline(*context);
@@ -467,7 +550,7 @@ grpc::ServerUnaryReactor* EncoderService::Embed(grpc::CallbackServerContext* con
   job.deadline = deadline;
   job.cancelled = call->cancelled();
   ServiceObserver* observer = observer_;
-  job.done = [observer, call, p, response](absl::StatusOr<batching::JobResult> result) {
+  job.done = [observer, call, p, raw_response](absl::StatusOr<batching::JobResult> result) {
     if (!result.ok()) {
       if (IsRejection(result.status().code())) {
         observer->OnReject(RejectionFor(result.status().code()));
@@ -476,7 +559,10 @@ grpc::ServerUnaryReactor* EncoderService::Embed(grpc::CallbackServerContext* con
       return;
     }
     observer->OnQueueTime(result->queue_time);
-    FillResponse(*p, *result, absl::Now() - call->start(), response);
+    EmbedResponse response;
+    FillResponse(*p, *result, absl::Now() - call->start(), &response);
+    bool own = false;
+    (void)grpc::SerializationTraits<EmbedResponse>::Serialize(response, raw_response, &own);
     call->Complete(absl::OkStatus());
   };
   const absl::Status submitted = runtime->batcher->Submit(std::move(job));
@@ -491,20 +577,29 @@ grpc::ServerUnaryReactor* EncoderService::Embed(grpc::CallbackServerContext* con
   return call;
 }
 
-grpc::ServerBidiReactor<EmbedRequest, EmbedResponse>* EncoderService::EmbedStream(
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* EncoderService::EmbedStream(
     grpc::CallbackServerContext* context) {
   return new StreamCall(this, context);
 }
 
 grpc::ServerUnaryReactor* EncoderService::Tokenize(grpc::CallbackServerContext* context,
-                                                   const longenc::v1::TokenizeRequest* request,
-                                                   longenc::v1::TokenizeResponse* response) {
+                                                   const grpc::ByteBuffer* raw_request,
+                                                   grpc::ByteBuffer* raw_response) {
   auto* call = new UnaryCall(observer_, "Tokenize");
   Rejection why = Rejection::kInvalidArgument;
   absl::StatusOr<Runtime> runtime = Acquire(&why);
   if (!runtime.ok()) {
     observer_->OnReject(why);
     call->Complete(runtime.status());
+    return call;
+  }
+  longenc::v1::TokenizeRequest request_message;
+  longenc::v1::TokenizeResponse response_message;
+  const longenc::v1::TokenizeRequest* request = &request_message;
+  longenc::v1::TokenizeResponse* response = &response_message;
+  if (absl::Status s = DecodeMessage(*raw_request, &request_message); !s.ok()) {
+    observer_->OnReject(Rejection::kInvalidArgument);
+    call->Complete(s);
     return call;
   }
   if (request->texts_size() == 0) {
@@ -537,6 +632,9 @@ grpc::ServerUnaryReactor* EncoderService::Tokenize(grpc::CallbackServerContext* 
     }
   }
   observer_->OnTokenization(absl::Now() - t0);
+  bool own = false;
+  (void)grpc::SerializationTraits<longenc::v1::TokenizeResponse>::Serialize(*response,
+                                                                             raw_response, &own);
   call->Complete(absl::OkStatus());
   return call;
 }

@@ -34,7 +34,15 @@
 
 namespace longenc::server {
 
-class EncoderService final : public longenc::v1::Encoder::CallbackService {
+// Embed, EmbedStream and Tokenize take raw bytes: proto3 refuses to decode a string field that is
+// not UTF-8 and gRPC then answers with an empty UNIMPLEMENTED; decoding here lets the service
+// answer INVALID_ARGUMENT naming the field instead.
+using EncoderServiceBase = longenc::v1::Encoder::WithRawCallbackMethod_Embed<
+    longenc::v1::Encoder::WithRawCallbackMethod_EmbedStream<
+        longenc::v1::Encoder::WithRawCallbackMethod_Tokenize<
+            longenc::v1::Encoder::WithCallbackMethod_GetInfo<longenc::v1::Encoder::Service>>>>;
+
+class EncoderService final : public EncoderServiceBase {
  public:
   // `observer` may be null; it must outlive the service.
   EncoderService(const ServiceLimits& limits, ServiceObserver* observer);
@@ -44,13 +52,13 @@ class EncoderService final : public longenc::v1::Encoder::CallbackService {
   bool draining() const { return draining_.load(); }
 
   grpc::ServerUnaryReactor* Embed(grpc::CallbackServerContext* context,
-                                  const longenc::v1::EmbedRequest* request,
-                                  longenc::v1::EmbedResponse* response) override;
-  grpc::ServerBidiReactor<longenc::v1::EmbedRequest, longenc::v1::EmbedResponse>* EmbedStream(
+                                  const grpc::ByteBuffer* request,
+                                  grpc::ByteBuffer* response) override;
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* EmbedStream(
       grpc::CallbackServerContext* context) override;
   grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,
-                                     const longenc::v1::TokenizeRequest* request,
-                                     longenc::v1::TokenizeResponse* response) override;
+                                     const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* GetInfo(grpc::CallbackServerContext* context,
                                     const longenc::v1::GetInfoRequest* request,
                                     longenc::v1::GetInfoResponse* response) override;
@@ -86,6 +94,10 @@ class EncoderService final : public longenc::v1::Encoder::CallbackService {
   std::atomic<bool> draining_{false};
   Runtime runtime_;  // written once before attached_ is set
 };
+
+// Decodes a request message; InvalidArgument naming the field when a string field is not UTF-8
+// (e.g. "documents[1].text is not valid UTF-8") or the bytes are not a `message`.
+absl::Status DecodeMessage(const grpc::ByteBuffer& buffer, google::protobuf::Message* message);
 
 // The deadline of a call as absl::Time (InfiniteFuture when the client set none).
 absl::Time CallDeadline(const grpc::CallbackServerContext& context);

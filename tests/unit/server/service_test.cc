@@ -245,6 +245,13 @@ TEST(EncoderService, ValidationErrorsHaveTheirCodeAndSayWhatIsWrong) {
   cases.push_back({"too long", TokensRequest({std::vector<int32_t>(9, 100)}),
                    grpc::StatusCode::INVALID_ARGUMENT, "has 9 tokens, over the limit of 8"});
   {
+    // Sent as raw bytes by this C++ client (protobuf only logs); Python/Java cannot send it.
+    EmbedRequest r = TokensRequest({{101, 102}});
+    r.add_documents()->set_text("bad \xff utf8");
+    cases.push_back({"invalid utf-8", r, grpc::StatusCode::INVALID_ARGUMENT,
+                     "documents[1].text is not valid UTF-8"});
+  }
+  {
     EmbedRequest r = TokensRequest({{101, 102}});
     r.set_attention("nope");
     cases.push_back({"unknown attention", r, grpc::StatusCode::INVALID_ARGUMENT,
@@ -261,6 +268,18 @@ TEST(EncoderService, ValidationErrorsHaveTheirCodeAndSayWhatIsWrong) {
     EXPECT_EQ(s.error_code(), c.code) << c.name << ": " << s.error_message();
     EXPECT_THAT(s.error_message(), HasSubstr(c.message)) << c.name;
   }
+}
+
+TEST(EncoderService, TokenizeRejectsInvalidUtf8NamingTheText) {
+  Harness h;
+  grpc::ClientContext ctx;
+  longenc::v1::TokenizeRequest req;
+  req.add_texts("fine");
+  req.add_texts("broken \xc3");
+  longenc::v1::TokenizeResponse resp;
+  const grpc::Status s = h.stub->Tokenize(&ctx, req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("texts[1] is not valid UTF-8"));
 }
 
 TEST(EncoderService, TruncationKeepsTheHeadAndTheFinalSep) {
