@@ -1,0 +1,146 @@
+#include "model/attention/attention_ops.h"
+
+#include <algorithm>
+#include <limits>
+#include <vector>
+
+#include <ATen/CPUGeneratorImpl.h>
+
+namespace longenc::attention::internal {
+
+using torch::indexing::Slice;
+
+void CheckInputs(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                 const torch::Tensor& key_valid) {
+  TORCH_CHECK(q.dim() == 4, "attention: q must be [B, H, N, D], got ", q.sizes());
+  TORCH_CHECK(k.sizes() == q.sizes() && v.sizes() == q.sizes(),
+              "attention: q, k, v must have one shape, got ", q.sizes(), " ", k.sizes(), " ",
+              v.sizes());
+  TORCH_CHECK(q.is_floating_point() && k.scalar_type() == q.scalar_type() &&
+                  v.scalar_type() == q.scalar_type(),
+              "attention: q, k, v must share one floating dtype");
+  TORCH_CHECK(key_valid.dim() == 2 && key_valid.size(0) == q.size(0) &&
+                  key_valid.size(1) == q.size(2),
+              "attention: key_valid must be [B, N] = [", q.size(0), ", ", q.size(2), "], got ",
+              key_valid.sizes());
+  TORCH_CHECK(key_valid.scalar_type() == torch::kBool, "attention: key_valid must be bool");
+  TORCH_CHECK(key_valid.device() == q.device() && k.device() == q.device() &&
+                  v.device() == q.device(),
+              "attention: all inputs must be on one device");
+}
+
+torch::Tensor ZeroPaddedQueries(const torch::Tensor& out, const torch::Tensor& key_valid) {
+  // masked_fill (not a multiply) so that NaN/inf in padded rows cannot survive.
+  return out.masked_fill(key_valid.logical_not().unsqueeze(1).unsqueeze(-1), 0.0);
+}
+
+torch::Tensor ExactAttention(const torch::Tensor& q, const torch::Tensor& k,
+                             const torch::Tensor& v, const torch::Tensor& key_valid,
+                             int64_t query_block) {
+  const torch::Tensor mask = key_valid.unsqueeze(1).unsqueeze(1);  // [B, 1, 1, N]
+  const int64_t n = q.size(2);
+  torch::Tensor out;
+  if (query_block <= 0 || query_block >= n) {
+    out = at::scaled_dot_product_attention(q, k, v, mask);
+  } else {
+    std::vector<torch::Tensor> blocks;
+    for (int64_t start = 0; start < n; start += query_block) {
+      const int64_t end = std::min(n, start + query_block);
+      blocks.push_back(
+          at::scaled_dot_product_attention(q.index({Slice(), Slice(), Slice(start, end)}), k, v,
+                                           mask));
+    }
+    out = torch::cat(blocks, 2);
+  }
+  return ZeroPaddedQueries(out, key_valid);
+}
+
+torch::Tensor DispatchByLength(const torch::Tensor& q_in, const torch::Tensor& k_in,
+                               const torch::Tensor& v_in, const torch::Tensor& key_valid,
+                               int64_t min_len, const Core& efficient) {
+  CheckInputs(q_in, k_in, v_in, key_valid);
+  // Padded positions are zeroed up front so that no garbage (not even inf/NaN) in them can
+  // reach a valid output through 0 · x products inside a variant.
+  const torch::Tensor pad = key_valid.logical_not().unsqueeze(1).unsqueeze(-1);  // [B,1,N,1]
+  const torch::Tensor q = q_in.to(torch::kFloat).masked_fill(pad, 0.0);
+  const torch::Tensor k = k_in.to(torch::kFloat).masked_fill(pad, 0.0);
+  const torch::Tensor v = v_in.to(torch::kFloat).masked_fill(pad, 0.0);
+  const int64_t batch = q.size(0);
+  const int64_t n = q.size(2);
+  torch::Tensor out = torch::zeros_like(q);
+  if (batch == 0 || n == 0) return out.to(q_in.scalar_type());
+
+  // [B, 2] on the host: valid tokens per row and one past the last valid position.
+  const torch::Tensor positions = torch::arange(1, n + 1, key_valid.options().dtype(torch::kLong));
+  const torch::Tensor stats =
+      torch::stack({key_valid.sum(1), (key_valid.to(torch::kLong) * positions).amax(1)}, 1)
+          .cpu();
+  const auto acc = stats.accessor<int64_t, 2>();
+  std::vector<int64_t> long_rows, short_rows;
+  int64_t long_end = 0, short_end = 0;
+  for (int64_t b = 0; b < batch; ++b) {
+    if (acc[b][0] == 0) continue;  // nothing to attend to: zero output
+    if (acc[b][0] >= min_len) {
+      long_rows.push_back(b);
+      long_end = std::max(long_end, acc[b][1]);
+    } else {
+      short_rows.push_back(b);
+      short_end = std::max(short_end, acc[b][1]);
+    }
+  }
+  auto run = [&](const std::vector<int64_t>& rows, int64_t end, const Core& core) {
+    if (rows.empty()) return;
+    const Slice keep(0, end);
+    if (static_cast<int64_t>(rows.size()) == batch) {
+      torch::Tensor sub =
+          core(q.index({Slice(), Slice(), keep}), k.index({Slice(), Slice(), keep}),
+               v.index({Slice(), Slice(), keep}), key_valid.index({Slice(), keep}));
+      out.index_put_({Slice(), Slice(), keep}, sub);
+      return;
+    }
+    const torch::Tensor idx = torch::tensor(rows, torch::kLong).to(q.device());
+    torch::Tensor sub = core(q.index_select(0, idx).index({Slice(), Slice(), keep}),
+                             k.index_select(0, idx).index({Slice(), Slice(), keep}),
+                             v.index_select(0, idx).index({Slice(), Slice(), keep}),
+                             key_valid.index_select(0, idx).index({Slice(), keep}));
+    if (end < n) sub = torch::constant_pad_nd(sub, {0, 0, 0, n - end});
+    out.index_copy_(0, idx, sub);
+  };
+  const Core exact = [](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                        const torch::Tensor& valid) { return ExactAttention(q, k, v, valid); };
+  run(short_rows, short_end, exact);
+  run(long_rows, long_end, efficient);
+  return out.to(q_in.scalar_type());
+}
+
+absl::StatusOr<int64_t> ReadMinLenEfficient(OptionReader& reader) {
+  return reader.Int("min_len_efficient", kDefaultMinLenEfficient, 0,
+                    std::numeric_limits<int64_t>::max());
+}
+
+uint64_t MixSeed(uint64_t seed, int64_t layer, int64_t head, uint64_t stream) {
+  auto splitmix = [](uint64_t x) {
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+  };
+  uint64_t h = splitmix(seed);
+  h = splitmix(h ^ static_cast<uint64_t>(layer));
+  h = splitmix(h ^ static_cast<uint64_t>(head));
+  return splitmix(h ^ stream);
+}
+
+torch::Tensor SeededNormal(const AttentionSpec& spec, uint64_t stream,
+                           torch::IntArrayRef per_head_shape) {
+  std::vector<torch::Tensor> heads;
+  heads.reserve(spec.num_heads);
+  for (int64_t h = 0; h < spec.num_heads; ++h) {
+    at::Generator gen =
+        at::make_generator<at::CPUGeneratorImpl>(MixSeed(spec.seed, spec.layer, h, stream));
+    heads.push_back(torch::randn(per_head_shape, gen, torch::TensorOptions().dtype(torch::kFloat)));
+  }
+  return torch::stack(heads).to(spec.device);
+}
+
+}  // namespace longenc::attention::internal

@@ -1,0 +1,70 @@
+// Tensor helpers shared by the attention variants: input checks, the exact masked attention
+// (also the short-input fallback of every approximate variant), the length dispatcher, and
+// seeded per-(layer, head) random state.
+//
+// Ownership: functions only; tensors in, tensors out.
+// Thread-safety: stateless; safe from any thread.
+#ifndef LONGENC_MODEL_ATTENTION_ATTENTION_OPS_H_
+#define LONGENC_MODEL_ATTENTION_ATTENTION_OPS_H_
+
+#include <cstdint>
+#include <functional>
+
+#include <torch/torch.h>
+
+#include "absl/status/statusor.h"
+#include "model/attention/attention.h"
+#include "model/attention/options.h"
+
+namespace longenc::attention::internal {
+
+// Default of the `min_len_efficient` option (attention-spec.md §1.5): below this many valid
+// tokens an approximate variant runs exact attention, which is cheaper and exact there.
+inline constexpr int64_t kDefaultMinLenEfficient = 512;
+
+// Throws c10::Error (TORCH_CHECK) unless q, k, v are [B, H, N, D] floating tensors of one shape
+// and key_valid is [B, N] bool on the same device. The encoder converts the exception to a
+// Status at the model boundary.
+void CheckInputs(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                 const torch::Tensor& key_valid);
+
+// Sets the output rows of padded queries to zero. out: [B, H, N, D], key_valid: [B, N].
+torch::Tensor ZeroPaddedQueries(const torch::Tensor& out, const torch::Tensor& key_valid);
+
+// Exact softmax(q kᵀ/√D + mask) v in fp32 via at::scaled_dot_product_attention with a boolean
+// key mask broadcast as [B, 1, 1, N]; padded query rows are zero. With query_block > 0 the
+// queries are processed in blocks of that many rows, so even an unfused SDPA backend holds at
+// most a [B, H, query_block, N] score block.
+torch::Tensor ExactAttention(const torch::Tensor& q, const torch::Tensor& k,
+                             const torch::Tensor& v, const torch::Tensor& key_valid,
+                             int64_t query_block = 0);
+
+// An efficient core: same arguments and contract as Attention::Forward, fp32 inputs.
+using Core = std::function<torch::Tensor(const torch::Tensor& q, const torch::Tensor& k,
+                                         const torch::Tensor& v, const torch::Tensor& key_valid)>;
+
+// The Forward of every variant. Validates inputs, computes in fp32 and returns q's dtype;
+// drops trailing positions that are padding in every row; runs `efficient` on the rows with
+// at least `min_len` valid tokens and exact attention on the others, so each row's result
+// depends only on its own valid tokens, never on its batch-mates. Rows without any valid token
+// are zero. One host synchronisation per call (the row lengths).
+torch::Tensor DispatchByLength(const torch::Tensor& q, const torch::Tensor& k,
+                               const torch::Tensor& v, const torch::Tensor& key_valid,
+                               int64_t min_len, const Core& efficient);
+
+// Reads the `min_len_efficient` option shared by the approximate variants.
+absl::StatusOr<int64_t> ReadMinLenEfficient(OptionReader& reader);
+
+// A 64-bit seed for one random stream of one (layer, head): splitmix64 over the parts, so
+// streams never share state and do not depend on the batch or the sequence length.
+uint64_t MixSeed(uint64_t seed, int64_t layer, int64_t head, uint64_t stream);
+
+// Standard normal values of shape [num_heads, per_head_shape...], head h drawn from
+// MixSeed(spec.seed, spec.layer, h, stream) on the CPU generator (so CPU and CUDA get the same
+// numbers), then moved to spec.device.
+torch::Tensor SeededNormal(const AttentionSpec& spec, uint64_t stream,
+                           torch::IntArrayRef per_head_shape);
+
+}  // namespace longenc::attention::internal
+
+#endif  // LONGENC_MODEL_ATTENTION_ATTENTION_OPS_H_

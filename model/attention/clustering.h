@@ -1,0 +1,100 @@
+// Clustered and improved clustered attention (Vyas, Katharopoulos, Fleuret, NeurIPS 2020,
+// arXiv 2007.04825): the shared pieces behind the "clustered" and "iclustered" variants —
+// seeded hash planes, Hamming-space Lloyd k-means, and the two attention cores. The cores take
+// the cluster assignment as an argument so tests can inject one (attention-spec.md T2) and can
+// read the effective attention weights (T5, T8).
+//
+// Ownership: functions only; tensors in, tensors out.
+// Thread-safety: stateless; safe from any thread.
+#ifndef LONGENC_MODEL_ATTENTION_CLUSTERING_H_
+#define LONGENC_MODEL_ATTENTION_CLUSTERING_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <torch/torch.h>
+
+#include "absl/status/statusor.h"
+#include "model/attention/attention.h"
+#include "model/attention/options.h"
+
+namespace longenc::attention::internal {
+
+struct ClusteringOptions {
+  int64_t clusters = 25;    // C
+  int64_t bits = 63;        // hash planes; ≤ 63 (P10)
+  int64_t iterations = 10;  // Lloyd rounds (assign + update), then one final assignment
+  bool hash_bias = true;    // random plane offsets: Hamming distance tracks L2, not cosine
+  int64_t topk = 32;        // i-clustered only: keys per cluster attended exactly
+  int64_t min_len_efficient = 512;
+};
+
+// Reads clusters, bits, iterations, hash_bias, min_len_efficient (and topk when with_topk)
+// with `defaults`; the caller calls reader.Finish().
+absl::StatusOr<ClusteringOptions> ReadClusteringOptions(OptionReader& reader,
+                                                        const ClusteringOptions& defaults,
+                                                        bool with_topk);
+
+// Hash planes [H, bits, D + 1] (last column = offset, zero without hash_bias), drawn from
+// spec.seed per (layer, head).
+torch::Tensor MakeHashPlanes(const AttentionSpec& spec, const ClusteringOptions& options);
+
+// Hash bits of x [B, H, N, D] as {0, 1} floats [B, H, N, bits]:
+// bit b = [x · planes[h, b, :D] > planes[h, b, D]].
+torch::Tensor HashBits(const torch::Tensor& x, const torch::Tensor& planes);
+
+// Lloyd k-means in Hamming space per (b, h) over valid queries. Returns [B, H, N] int64
+// cluster ids in [0, C) for valid queries and C for padded ones. Deterministic and
+// content-based (attention-spec.md §2.2 deviations): initial centroids are the queries at
+// evenly spaced ranks of the hash value; Hamming distances come from the GEMM identity
+// |x| + |μ| − 2⟨x, μ⟩ (exact in fp32); ties go to the lowest cluster id, vote ties to bit 0;
+// an empty cluster is re-seeded with the valid query farthest from its centroid. When a row
+// has at most C valid queries each gets its own cluster (so clustering is exact).
+torch::Tensor HammingClusters(const torch::Tensor& bits, const torch::Tensor& key_valid,
+                              int64_t clusters, int64_t iterations);
+
+// Clustered attention for a given assignment [B, H, N] (ids as returned above; C = padded):
+// every valid query gets softmax(s · mean(q of its cluster) kᵀ + mask) v; padded rows are 0.
+// With `weights` non-null also returns the effective attention [B, H, N, N] (tests only).
+torch::Tensor ClusteredCore(const torch::Tensor& q, const torch::Tensor& k,
+                            const torch::Tensor& v, const torch::Tensor& key_valid,
+                            const torch::Tensor& assign, int64_t clusters,
+                            torch::Tensor* weights = nullptr);
+
+// Improved clustered attention for a given assignment: the top-k keys of each centroid are
+// re-attended exactly per query and share the centroid's probability mass on them; the other
+// keys keep the centroid's weights. Top-k slots are masked per (b, h, cluster, slot) (P4),
+// cluster counts are clamped (P5). Memory O(C·N + N·k); per-query gathers run in query
+// blocks. With `weights` non-null also returns the effective attention [B, H, N, N] (tests).
+torch::Tensor ImprovedClusteredCore(const torch::Tensor& q, const torch::Tensor& k,
+                                    const torch::Tensor& v, const torch::Tensor& key_valid,
+                                    const torch::Tensor& assign, int64_t clusters, int64_t topk,
+                                    torch::Tensor* weights = nullptr);
+
+// The Attention behind both "clustered" and "iclustered" (they differ only in the core and
+// their option defaults). Holds the hash planes; moves them to the input's device on first use.
+class ClusteredFamilyAttention final : public Attention {
+ public:
+  ClusteredFamilyAttention(std::string name, const ClusteringOptions& options, bool improved,
+                           torch::Tensor planes);
+  torch::Tensor Forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                        const torch::Tensor& key_valid) override;
+  std::string_view name() const override { return name_; }
+
+ private:
+  std::string name_;
+  ClusteringOptions options_;
+  bool improved_;
+  torch::Tensor planes_;  // [H, bits, D + 1]
+};
+
+// Parses the options of the variant `name` (defaults `defaults`) and builds it.
+absl::StatusOr<std::unique_ptr<Attention>> CreateClusteredFamily(
+    const std::string& name, const AttentionSpec& spec, const ClusteringOptions& defaults,
+    bool improved);
+
+}  // namespace longenc::attention::internal
+
+#endif  // LONGENC_MODEL_ATTENTION_CLUSTERING_H_
