@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Sanitizer builds of the C++ tests, run with ctest (`make test-sanitize`).
+#   asan: AddressSanitizer + UndefinedBehaviorSanitizer (leaks included) over every C++ test of
+#         the build in build-asan/; torch-free by default. SANITIZE_MODEL=ON adds the LibTorch
+#         layer (model, attention and integration tests); LibTorch itself is not instrumented.
+#   tsan: ThreadSanitizer over the batcher and service tests in build-tsan/ (torch-free).
+# Usage: scripts/sanitize.sh [asan] [tsan]   (default: both). Prints the time of each phase.
+# Environment: JOBS (build parallelism, default 2), SANITIZE_MODEL (OFF|ON), CC/CXX compiler
+#              (default g++; clang++ works too).
+set -uo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+jobs="${JOBS:-2}"
+cxx="${SANITIZE_CXX:-g++}"
+model="${SANITIZE_MODEL:-OFF}"
+modes=("$@")
+if [[ ${#modes[@]} -eq 0 ]]; then modes=(asan tsan); fi
+
+prefix=()
+if [[ "$model" == ON ]]; then
+  prefix=("-DCMAKE_PREFIX_PATH=$(.venv/bin/python -c 'import torch;print(torch.utils.cmake_prefix_path)')")
+fi
+
+# Runs "$@" and prints how long it took, labelled $1.
+timed() {
+  local label="$1"; shift
+  local start=$SECONDS
+  "$@"; local rc=$?
+  echo "== $label: $((SECONDS - start)) s (exit $rc)"
+  return $rc
+}
+
+status=0
+for mode in "${modes[@]}"; do
+  case "$mode" in
+    asan)
+      dir=build-asan
+      flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+      targets=(all)
+      filter=()
+      ;;
+    tsan)
+      dir=build-tsan
+      flags="-fsanitize=thread -fno-omit-frame-pointer"
+      targets=(batcher_test service_test)
+      filter=(-R '^(batcher_test|service_test)$')
+      ;;
+    *) echo "unknown mode '$mode' (asan, tsan)"; exit 2 ;;
+  esac
+  buildmodel=OFF
+  [[ "$mode" == asan ]] && buildmodel="$model"
+  timed "$mode configure" cmake -S "$root" -B "$dir" "${prefix[@]}" \
+    -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DLONGENC_BUILD_MODEL="$buildmodel" \
+    "-DCMAKE_CXX_FLAGS=$flags" "-DCMAKE_EXE_LINKER_FLAGS=$flags" >/dev/null || { status=1; continue; }
+  timed "$mode build" cmake --build "$dir" -j "$jobs" --target "${targets[@]}" || { status=1; continue; }
+  # Options: sanitizer reports are fatal; LibTorch (uninstrumented, own allocators) is only
+  # linked with SANITIZE_MODEL=ON, where its one-time allocations are not ours to fix.
+  export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:check_initialization_order=1:strict_init_order=1:detect_stack_use_after_return=1}"
+  export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+  export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}"
+  timed "$mode tests" ctest --test-dir "$dir" --output-on-failure -j "$jobs" --timeout 1800 \
+    "${filter[@]}" || status=1
+done
+exit $status

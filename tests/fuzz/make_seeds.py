@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora of the safetensors, config and embed_request fuzz targets.
+
+The seeds are committed; run this again only to change them:
+    .venv/bin/python tests/fuzz/make_seeds.py
+Safetensors seeds are written byte by byte (the format is tiny), so they do not depend on a
+library's choices; EmbedRequest seeds are serialised with the project's own proto, compiled
+to a temporary directory with grpc_tools.
+"""
+import json
+import pathlib
+import struct
+import subprocess
+import sys
+import tempfile
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+
+
+def write(path: pathlib.Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def safetensors(header: dict, data: bytes, pad_header: bool = True) -> bytes:
+    text = json.dumps(header, separators=(",", ":")).encode()
+    if pad_header:  # the reference writer pads the header with spaces to 8 bytes
+        text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + data
+
+
+def safetensors_seeds() -> None:
+    out = HERE / "safetensors" / "corpus"
+    f32 = struct.pack("<6f", 0.5, -1.0, 2.0, 3.25, 0.0, -0.125)
+    i64 = struct.pack("<2q", 7, -3)
+    write(out / "valid_two_tensors", safetensors({
+        "__metadata__": {"format": "pt"},
+        "embeddings.weight": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]},
+        "position_ids": {"dtype": "I64", "shape": [2], "data_offsets": [24, 40]},
+    }, f32 + i64))
+    write(out / "valid_all_dtypes", safetensors({
+        "a": {"dtype": "F64", "shape": [1], "data_offsets": [0, 8]},
+        "b": {"dtype": "F16", "shape": [2], "data_offsets": [8, 12]},
+        "c": {"dtype": "BF16", "shape": [1, 1], "data_offsets": [12, 14]},
+        "d": {"dtype": "I32", "shape": [], "data_offsets": [14, 18]},
+        "e": {"dtype": "I16", "shape": [1], "data_offsets": [18, 20]},
+        "f": {"dtype": "I8", "shape": [1], "data_offsets": [20, 21]},
+        "g": {"dtype": "U8", "shape": [1], "data_offsets": [21, 22]},
+        "h": {"dtype": "BOOL", "shape": [1], "data_offsets": [22, 23]},
+        "z": {"dtype": "F32", "shape": [0, 5], "data_offsets": [23, 23]},
+    }, bytes(range(23))))
+    write(out / "empty_header", safetensors({}, b""))
+    write(out / "overlap", safetensors({
+        "a": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]},
+        "b": {"dtype": "U8", "shape": [4], "data_offsets": [2, 6]},
+    }, bytes(6)))
+    write(out / "gap", safetensors({"a": {"dtype": "U8", "shape": [2], "data_offsets": [2, 4]}},
+                                   bytes(4)))
+    write(out / "huge_shape", safetensors({
+        "a": {"dtype": "F64", "shape": [4294967296, 4294967296], "data_offsets": [0, 8]}},
+        bytes(8)))
+    write(out / "duplicate_name", b"\x40\0\0\0\0\0\0\0" + (
+        b'{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"U8"}}'[:64]) + b"x")
+    write(out / "truncated", safetensors({
+        "a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, bytes(7)))
+    write(out / "header_too_long", struct.pack("<Q", 1 << 40) + b"{}")
+
+
+def config_seeds() -> None:
+    out = HERE / "config" / "corpus"
+    real = (ROOT / "models" / "all-MiniLM-L6-v2" / "config.json").read_text()
+    write(out / "all_minilm_l6_v2.json", real.encode())
+    base = json.loads(real)
+    variants = {
+        "bert_base.json": dict(base, hidden_size=768, num_attention_heads=12,
+                               num_hidden_layers=12, intermediate_size=3072),
+        "minimal.json": {k: base[k] for k in ("vocab_size", "hidden_size", "num_hidden_layers",
+                                              "num_attention_heads", "intermediate_size",
+                                              "max_position_embeddings")},
+        "heads_not_dividing.json": dict(base, num_attention_heads=7),
+        "roberta.json": dict(base, model_type="roberta"),
+        "relative_positions.json": dict(base, position_embedding_type="relative_key"),
+        "gelu_tanh_null_pad.json": dict(base, hidden_act="gelu_pytorch_tanh", pad_token_id=None),
+        "negative_eps.json": dict(base, layer_norm_eps=-1.0),
+        "float_vocab.json": dict(base, vocab_size=30522.5),
+        "huge_ints.json": dict(base, vocab_size=2**63 - 1, hidden_size=2**64 - 1),
+    }
+    for name, value in variants.items():
+        write(out / name, json.dumps(value, indent=1).encode())
+    write(out / "not_an_object.json", b"[1, 2, 3]")
+    write(out / "truncated.json", real.encode()[: len(real) // 2])
+
+
+def embed_request_seeds() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{ROOT / 'proto'}",
+                        f"--python_out={tmp}", "longenc/v1/encoder.proto"], check=True)
+        sys.path.insert(0, tmp)
+        from longenc.v1 import encoder_pb2 as pb  # pylint: disable=import-outside-toplevel
+
+    def request(limits_byte: int, **fields) -> bytes:
+        return bytes([limits_byte]) + pb.EmbedRequest(**fields).SerializeToString()
+
+    out = HERE / "embed_request" / "corpus"
+    text = pb.Document(text="Long documents are embedded chunk by chunk.", id="doc-1")
+    tokens = pb.Document(tokens=pb.TokenIds(ids=[101, 7592, 2088, 102]), id="t")
+    # Limits byte: bits 0-1 pick max_tokens_per_document {3, 8, 64, 131072}, bits 2-3 pick
+    # max_documents_per_request {1, 4, 256, 256}.
+    write(out / "text_defaults", request(0x0B, documents=[text]))
+    write(out / "tokens_cls_pooling", request(0x0B, documents=[tokens], pooling=pb.POOLING_CLS,
+                                              normalize=False))
+    write(out / "truncate_text", request(0x05, documents=[text, tokens],
+                                         over_limit=pb.OVER_LIMIT_TRUNCATE))
+    write(out / "too_long_error", request(0x01, documents=[text], over_limit=pb.OVER_LIMIT_ERROR))
+    write(out / "too_many_documents", request(0x03, documents=[text, tokens]))
+    write(out / "attention_options", request(0x0B, documents=[tokens], attention="yoso",
+                                             attention_options="hashes=8,bits=4",
+                                             position_mode="chunk", request_id="r1"))
+    write(out / "unknown_attention", request(0x0B, documents=[tokens], attention="sparse"))
+    write(out / "id_out_of_range", request(0x0B, documents=[pb.Document(
+        tokens=pb.TokenIds(ids=[101, 30522, 102]))]))
+    write(out / "empty_documents", request(0x0B, documents=[pb.Document(), pb.Document(text="")]))
+    write(out / "cjk_accents_specials", request(0x0B, documents=[pb.Document(
+        text="Crème brûlée 東京 [MASK] [SEP]\u0000\ufffd")]))
+    # Invalid UTF-8 in documents[0].text: written by hand, the library refuses to serialise it.
+    bad = b"\x0a\x05\x0a\x03a\xff\xfe"
+    write(out / "invalid_utf8_text", bytes([0x0B]) + bad)
+    write(out / "empty_request", bytes([0x0B]))
+
+
+if __name__ == "__main__":
+    safetensors_seeds()
+    config_seeds()
+    embed_request_seeds()
