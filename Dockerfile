@@ -1,0 +1,140 @@
+# syntax=docker/dockerfile:1.7
+# longenc container image: longenc-server + the `longenc` CLI + the default model.
+#
+#   docker build -t longenc:cpu .                          # CPU image
+#   docker build -t longenc:gpu --build-arg VARIANT=gpu .  # GPU image (CUDA 13.0 runtime)
+#   docker run -p 50051:50051 -p 9464:9464 longenc:cpu
+#   docker run --gpus all -p 50051:50051 longenc:gpu --device=cuda
+#
+# The build stage runs the same scripts that `make test` runs: scripts/bootstrap.sh (Debian
+# packages, .venv with the pinned torch wheel, exported model) and scripts/build.sh. The runtime
+# stage gets only the binaries, the shared libraries they load and the model. docs/DEPLOY.md
+# explains every choice; tests/python/test_deploy_dockerfile.py checks this file and runs its
+# staging step against a local build.
+
+# cpu or gpu. Both runtime images are Debian 12: the binaries link Debian's gRPC, protobuf and
+# Abseil, so the runtime must be the distribution they were built on. The nvidia/cuda images are
+# Ubuntu/UBI and would not match. The GPU image instead carries the CUDA 13.0 user-space
+# libraries from the nvidia-* wheels that the pinned torch wheel depends on (the versions torch
+# was tested with). The NVIDIA container toolkit mounts the driver (libcuda.so) at run time.
+ARG VARIANT=cpu
+ARG BUILD_BASE=debian:bookworm
+ARG RUNTIME_BASE=debian:bookworm-slim
+
+# ---------------------------------------------------------------------------------------------
+FROM ${BUILD_BASE} AS build
+ARG VARIANT
+ARG JOBS=4
+# 1 = also run the whole test suite (scripts/run_tests.sh, what `make test` runs) in the build.
+ARG RUN_TESTS=0
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+WORKDIR /src
+
+# Dependencies first: this layer is rebuilt only when scripts/ change, not on source edits.
+COPY scripts/ scripts/
+RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
+    --mount=type=cache,target=/var/cache/apt,sharing=locked \
+    scripts/bootstrap.sh
+
+# The CUDA 13.0 toolkit that find_package(Torch) needs at configure time (a CUDA torch wheel
+# wants nvcc and the headers). Assembled from PyPI: the nvidia-* wheels already in .venv
+# (headers and libraries of the versions torch pins) plus nvcc, crt, nvvm and cccl of the same
+# release. Only the build stage has it.
+RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
+    site="$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+    && .venv/bin/pip install -q --disable-pip-version-check --no-deps --target /opt/cuda-wheels \
+       nvidia-cuda-nvcc==13.0.88 nvidia-cuda-crt==13.0.88 nvidia-nvvm==13.0.88 \
+       nvidia-cuda-cccl==13.0.85 \
+    && mkdir -p /usr/local/cuda-13.0 \
+    && for d in "$site"/nvidia/*/ /opt/cuda-wheels/nvidia/*/; do cp -a "$d". /usr/local/cuda-13.0/; done \
+    && ln -sfn lib /usr/local/cuda-13.0/lib64 \
+    && ln -sfn cuda-13.0 /usr/local/cuda \
+    && for f in /usr/local/cuda-13.0/lib/lib*.so.*; do \
+         b="$(basename "$f")"; ln -sfn "$b" "/usr/local/cuda-13.0/lib/${b%%.so.*}.so"; \
+       done \
+    && rm -rf /opt/cuda-wheels \
+    && /usr/local/cuda/bin/nvcc --version
+
+COPY . .
+RUN --mount=type=cache,target=/root/.cache/ccache,sharing=locked \
+    tests=OFF; [ "${RUN_TESTS}" = 1 ] && tests=ON; \
+    BUILD=build JOBS="${JOBS}" CMAKE_ARGS="-DLONGENC_BUILD_TESTS=${tests}" scripts/build.sh \
+    && if [ "${RUN_TESTS}" = 1 ]; then BUILD=build JOBS="${JOBS}" scripts/run_tests.sh; fi
+
+# Stage the runtime files under $STAGE: bin/ (RUNPATH set to $ORIGIN/../lib), lib/ (every
+# shared library the binaries load from .venv; for gpu also the CUDA libraries torch opens
+# with dlopen: cuDNN engines, NVRTC, ...), models/, and runtime-packages.txt (the Debian
+# packages that own the system libraries the binaries load). The test runs this very step.
+# $ORIGIN is for the loader, not the shell: hence single quotes (SC2016).
+# hadolint ignore=SC2016
+RUN stage="${STAGE:-/staging}"; build="${BUILD:-build}"; copy="${COPY_CMD:-cp -L}"; \
+    set -eu; \
+    site="$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"; \
+    mkdir -p "$stage/opt/longenc/bin" "$stage/opt/longenc/lib" "$stage/opt/longenc/models"; \
+    cp "$build/bin/longenc-server" "$build/bin/longenc" "$stage/opt/longenc/bin/"; \
+    cp -r models/all-MiniLM-L6-v2 "$stage/opt/longenc/models/"; \
+    ldd "$build/bin/longenc-server" "$build/bin/longenc" > "$stage/ldd.txt"; \
+    if grep -F "not found" "$stage/ldd.txt"; then exit 1; fi; \
+    awk '$2 == "=>" && $3 ~ /^\// {print $3}' "$stage/ldd.txt" | sort -u > "$stage/libs.txt"; \
+    grep -F "$site/" "$stage/libs.txt" | while read -r lib; do \
+      $copy "$lib" "$stage/opt/longenc/lib/"; done; \
+    if [ "${VARIANT}" = gpu ]; then \
+      for lib in "$site"/torch/lib/*.so* "$site"/nvidia/*/lib/*.so*; do \
+        case "$lib" in *libtorch_python.so) continue ;; esac; \
+        [ -e "$stage/opt/longenc/lib/$(basename "$lib")" ] || $copy "$lib" "$stage/opt/longenc/lib/"; \
+      done; \
+    fi; \
+    grep -vF "$site/" "$stage/libs.txt" | while read -r lib; do \
+      dpkg -S "*/$(basename "$lib")" | sed -e 's/: .*//' -e 's/, /\n/g' | sed 's/:.*//'; \
+    done | sort -u > "$stage/runtime-packages.txt"; \
+    printf 'foreach(f IN LISTS FILES)\n  file(RPATH_SET FILE "${f}" NEW_RPATH "$ORIGIN/../lib")\nendforeach()\n' \
+      > "$stage/rpath.cmake"; \
+    cmake -D "FILES=$stage/opt/longenc/bin/longenc-server;$stage/opt/longenc/bin/longenc" \
+      -P "$stage/rpath.cmake"; \
+    rm "$stage/rpath.cmake" "$stage/libs.txt" "$stage/ldd.txt"
+
+# ---------------------------------------------------------------------------------------------
+FROM ${RUNTIME_BASE} AS runtime-base
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# The runtime Debian packages (gRPC, protobuf, Abseil, prometheus-cpp, ICU, ...): derived from
+# the binaries in the build stage, installed from the same Debian release.
+COPY --from=build /staging/runtime-packages.txt /tmp/runtime-packages.txt
+RUN apt-get update \
+    && xargs -a /tmp/runtime-packages.txt apt-get install -y --no-install-recommends \
+    && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages.txt \
+    && groupadd --system --gid 10001 longenc \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin longenc
+COPY --from=build /staging/opt/longenc /opt/longenc
+COPY deploy/server.flags /etc/longenc/server.flags
+# LONGENC_MODEL_DIR: the baked-in default model; mount another BERT directory and point
+# --model_dir (or this variable) at it. Server flags may also come from FLAGS_<name> variables
+# (server.flags lists them in --tryfromenv).
+ENV PATH=/opt/longenc/bin:$PATH \
+    LD_LIBRARY_PATH=/opt/longenc/lib \
+    LONGENC_MODEL_DIR=/opt/longenc/models/all-MiniLM-L6-v2
+USER 10001:10001
+WORKDIR /opt/longenc
+# 50051: gRPC (longenc.v1.Encoder, grpc.health.v1, reflection). 9464: Prometheus /metrics.
+EXPOSE 50051 9464
+# The gRPC health service: SERVING only once the model is loaded and warmed up, NOT_SERVING while
+# draining. start-period covers the model load.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["longenc", "health", "--server=127.0.0.1:50051", "--timeout=3s"]
+# SIGTERM drains (health NOT_SERVING, new calls UNAVAILABLE, queued work finishes, exit 0).
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["longenc-server", "--flagfile=/etc/longenc/server.flags"]
+CMD []
+
+FROM runtime-base AS runtime-cpu
+
+FROM runtime-base AS runtime-gpu
+# Read by the NVIDIA container toolkit: expose the GPUs and mount the driver's compute
+# libraries (libcuda.so) into the container.
+ENV NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility
+
+# The image: `docker build --build-arg VARIANT=gpu` selects the GPU runtime. runtime-${VARIANT}
+# is a stage of this file, not a registry image with a tag to pin (DL3006).
+# hadolint ignore=DL3006
+FROM runtime-${VARIANT} AS runtime
