@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes the seed corpora of the safetensors, config and embed_request fuzz targets.
+"""Writes the seed corpora of the safetensors, config, embed_request and tokenizer_files
+fuzz targets (the tokenizer seeds are hand-written).
 
 The seeds are committed; run this again only to change them:
     .venv/bin/python tests/fuzz/make_seeds.py
@@ -129,7 +130,34 @@ def embed_request_seeds() -> None:
     write(out / "empty_request", bytes([0x0B]))
 
 
+def tokenizer_files_seeds() -> None:
+    out = HERE / "tokenizer_files" / "corpus"
+    model = ROOT / "models" / "all-MiniLM-L6-v2"
+    config = (model / "tokenizer_config.json").read_bytes()
+    specials = ["[PAD]", "[unused0]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    words = ["hello", ",", "world", "!", "na", "##ive", "##ï", "東", "京", "a", "##s", "x", "##"]
+    vocab = "\n".join(specials + words).encode() + b"\n"
+    # Input = tokenizer_config.json, NUL, vocab.txt (no NUL: vocab.txt alone).
+    write(out / "real_config_small_vocab", config + b"\0" + vocab)
+    write(out / "vocab_only", vocab)
+    write(out / "crlf_vocab", vocab.replace(b"\n", b"\r\n"))
+    write(out / "no_unk", config + b"\0" + vocab.replace(b"[UNK]\n", b""))
+    write(out / "duplicate_token", vocab + b"hello\n")
+    write(out / "invalid_utf8_token", vocab + b"\xc3\n")
+    write(out / "content_objects", json.dumps({
+        "do_lower_case": False, "strip_accents": True, "tokenize_chinese_chars": False,
+        "cls_token": {"content": "[CLS]", "lstrip": False}, "unk_token": None,
+        "added_tokens_decoder": {"5": {"content": "[MASK]", "special": True,
+                                       "normalized": False}},
+    }).encode() + b"\0" + vocab)
+    write(out / "custom_specials", json.dumps({"cls_token": "<s>", "sep_token": "</s>"}).encode()
+          + b"\0" + vocab + b"<s>\n</s>\n")
+    write(out / "bad_config", b'{"do_lower_case": "yes"}\0' + vocab)
+    write(out / "empty_vocab", config + b"\0")
+
+
 if __name__ == "__main__":
+    tokenizer_files_seeds()
     safetensors_seeds()
     config_seeds()
     embed_request_seeds()
