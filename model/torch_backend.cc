@@ -106,7 +106,7 @@ class TorchBackend final : public Backend {
 
   absl::Status WarmUp() {
     Batch batch;
-    std::vector<int32_t> ids(16, 1000);
+    std::vector<int32_t> ids(16, static_cast<int32_t>(info_.vocab_size - 1));
     batch.Add(ids);
     return Embed(batch).status();
   }

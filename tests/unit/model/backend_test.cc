@@ -8,6 +8,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <torch/torch.h>
 
 #include "model/torch_backend.h"
 #include "tests/unit/model/tiny_model.h"
