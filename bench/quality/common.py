@@ -222,6 +222,23 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def add_run_args(parser, out: str, accumulates: bool = True) -> None:
+    """Flags every script shares: where the binary is, how to run it, where results go."""
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="threads of a lone encode process")
+    parser.add_argument("--jobs", type=int, default=2, help="encode processes run side by side")
+    parser.add_argument("--binary", default=None, help="longenc-encode (default: build/bin)")
+    parser.add_argument("--out", default=out, help=f"results file under {RESULTS}")
+    if accumulates:
+        parser.add_argument("--report", action="store_true",
+                            help="print the accumulated table only")
+
+
+def load_json(name: str, empty: dict) -> dict:
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.exists() else empty
+
+
 def save_json(name: str, data) -> pathlib.Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / name

@@ -20,7 +20,6 @@ Results accumulate in bench/results/quality.raw/doc_retrieval.json (keyed by met
 document selection); --report prints the merged markdown table.
 """
 import argparse
-import json
 import re
 import sys
 
@@ -91,16 +90,10 @@ def main():
     p.add_argument("--max_tokens", type=int, default=4096)
     p.add_argument("--query", choices=["paragraph", "half"], default="paragraph")
     p.add_argument("--methods", default="truncate256,truncate512,chunk,full/interpolate")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2, help="threads of a lone encode process")
-    p.add_argument("--jobs", type=int, default=2, help="encode processes run side by side")
-    p.add_argument("--binary", default=None)
-    p.add_argument("--out", default="doc_retrieval.json")
-    p.add_argument("--report", action="store_true", help="print the accumulated table only")
+    common.add_run_args(p, "doc_retrieval.json")
     args = p.parse_args()
 
-    path = common.RESULTS / args.out
-    data = json.loads(path.read_text()) if path.exists() else {"results": []}
+    data = common.load_json(args.out, {"results": []})
     if args.report:
         print(report(data))
         return

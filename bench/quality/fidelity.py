@@ -34,10 +34,7 @@ def main():
     p.add_argument("--position", default="interpolate", help="position mode for both sides")
     p.add_argument("--sweep", action="append", default=[],
                    help="LEN:C1,C2,..:K1,K2,.. — i-clustered clusters × topk grid at LEN")
-    p.add_argument("--threads", type=int, default=2, help="threads of a lone encode process")
-    p.add_argument("--jobs", type=int, default=2, help="encode processes run side by side")
-    p.add_argument("--binary", default=None)
-    p.add_argument("--out", default="fidelity.json")
+    common.add_run_args(p, "fidelity.json", accumulates=False)
     args = p.parse_args()
 
     enc = common.Encoder(args.binary, args.threads, args.jobs)

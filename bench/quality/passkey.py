@@ -107,19 +107,10 @@ def main():
     p.add_argument("--candidates", default="256:20,512:20,1024:20,2048:20,4096:10,8192:10,"
                    "16384:5,32768:5", help="LEN:COUNT,... (LongEmbed uses 100)")
     p.add_argument("--methods", default="truncate256,truncate512,chunk,full/interpolate")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2, help="threads of a lone encode process")
-    p.add_argument("--jobs", type=int, default=2, help="encode processes run side by side")
-    p.add_argument("--binary", default=None)
-    p.add_argument("--out", default="passkey.json")
-    p.add_argument("--report", action="store_true", help="print the accumulated table only")
+    common.add_run_args(p, "passkey.json")
     args = p.parse_args()
 
-    path = common.RESULTS / args.out
-    data = {"results": [], "order": []}
-    if path.exists():
-        import json
-        data = json.loads(path.read_text())
+    data = common.load_json(args.out, {"results": [], "order": []})
     if args.report:
         print(report(data))
         return
