@@ -32,9 +32,7 @@ WORKDIR /src
 
 # Dependencies first: this layer is rebuilt only when scripts/ change, not on source edits.
 COPY scripts/ scripts/
-RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
-    --mount=type=cache,target=/var/cache/apt,sharing=locked \
-    scripts/bootstrap.sh
+RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked scripts/bootstrap.sh
 
 # The CUDA 13.0 toolkit that find_package(Torch) needs at configure time (a CUDA torch wheel
 # wants nvcc and the headers). Assembled from PyPI: the nvidia-* wheels already in .venv
@@ -72,6 +70,7 @@ RUN stage="${STAGE:-/staging}"; build="${BUILD:-build}"; copy="${COPY_CMD:-cp -L
     site="$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"; \
     mkdir -p "$stage/opt/longenc/bin" "$stage/opt/longenc/lib" "$stage/opt/longenc/models"; \
     cp "$build/bin/longenc-server" "$build/bin/longenc" "$stage/opt/longenc/bin/"; \
+    strip --strip-debug "$stage/opt/longenc/bin/longenc-server" "$stage/opt/longenc/bin/longenc"; \
     cp -r models/all-MiniLM-L6-v2 "$stage/opt/longenc/models/"; \
     ldd "$build/bin/longenc-server" "$build/bin/longenc" > "$stage/ldd.txt"; \
     if grep -F "not found" "$stage/ldd.txt"; then exit 1; fi; \
@@ -85,7 +84,12 @@ RUN stage="${STAGE:-/staging}"; build="${BUILD:-build}"; copy="${COPY_CMD:-cp -L
       done; \
     fi; \
     grep -vF "$site/" "$stage/libs.txt" | while read -r lib; do \
-      dpkg -S "*/$(basename "$lib")" | sed -e 's/: .*//' -e 's/, /\n/g' | sed 's/:.*//'; \
+      owner=""; \
+      for path in "$lib" "/usr$lib" "${lib#/usr}"; do \
+        owner="$(dpkg -S "$path" 2>/dev/null)" && break; \
+      done; \
+      if [ -z "$owner" ]; then echo "no Debian package owns $lib" >&2; exit 1; fi; \
+      echo "${owner%%: *}" | tr ',' '\n' | sed -e 's/^ *//' -e 's/:.*//'; \
     done | sort -u > "$stage/runtime-packages.txt"; \
     printf 'foreach(f IN LISTS FILES)\n  file(RPATH_SET FILE "${f}" NEW_RPATH "$ORIGIN/../lib")\nendforeach()\n' \
       > "$stage/rpath.cmake"; \
