@@ -16,6 +16,8 @@
 #include "server/batching/batcher.h"
 #include "server/flags.h"
 #include "server/grpc_server.h"
+#include "server/metrics/metrics.h"
+#include "server/metrics/observers.h"
 
 namespace longenc::server {
 namespace {
@@ -41,13 +43,18 @@ int Run(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  // ---- METRICS WIRING (owner: server/metrics) ----------------------------------------------
-  // Create the metrics::Metrics registry and its exposer on options->metrics_address here
-  // (port 0 disables), and pass adapters of batching::BatchObserver and ServiceObserver below
-  // instead of the two nullptrs.
-  batching::BatchObserver* batch_observer = nullptr;
-  ServiceObserver* service_observer = nullptr;
-  // -------------------------------------------------------------------------------------------
+  // Metrics: one registry, its /metrics exposer (--metrics_address; port 0 disables) and the
+  // adapters behind the service's and the batcher's observer hooks.
+  metrics::Metrics metrics;
+  absl::StatusOr<std::unique_ptr<metrics::MetricsExposer>> exposer =
+      metrics::MetricsExposer::Start(options->metrics_address, metrics);
+  if (!exposer.ok()) return Fail("metrics", exposer.status());
+  if ((*exposer)->enabled()) {
+    std::fprintf(stderr, "longenc-server: metrics on %s/metrics (port %d)\n",
+                 options->metrics_address.c_str(), (*exposer)->port());
+  }
+  metrics::MetricsServiceObserver service_observer_impl(metrics);
+  ServiceObserver* service_observer = &service_observer_impl;
 
   EncoderServer::Options server_options;
   server_options.host = options->host;
@@ -77,8 +84,13 @@ int Run(int argc, char** argv) {
       tokenizer::WordPieceTokenizer::FromModelDir(options->model_dir);
   if (!tokenizer.ok()) return Fail("loading the tokenizer", tokenizer.status());
 
+  metrics.SetModelInfo({info.model_name, info.default_attention, info.default_position_mode,
+                        info.device, info.dtype, LONGENC_VERSION});
+  if (info.device == "cpu") metrics.ReportProcessMemoryAsDevice(info.device);
+  metrics::MetricsBatchObserver batch_observer(metrics, info.default_attention,
+                                               info.default_position_mode);
   batching::Batcher batcher(backend->get(), ToBatcherOptions(*options),
-                            batching::Clock::Real(), batch_observer);
+                            batching::Clock::Real(), &batch_observer);
   batcher.Start();
   (*server)->Attach(Runtime{backend->get(), &*tokenizer, &batcher});
   std::fprintf(stderr,
