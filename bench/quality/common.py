@@ -203,7 +203,16 @@ def ranks(queries: np.ndarray, candidates: np.ndarray, gold: list[int]) -> np.nd
 
 
 def top1(queries: np.ndarray, candidates: np.ndarray, gold: list[int]) -> float:
-    return float((ranks(queries, candidates, gold) == 1).mean())
+    """Top-1 accuracy with ties broken at random (in expectation): a query whose gold candidate
+    ties with t others and is beaten by none scores 1/(t+1). Identical candidates (e.g. all
+    truncated before their passkey) thus score chance, not 0 or 1."""
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    c = candidates / np.linalg.norm(candidates, axis=1, keepdims=True)
+    scores = q @ c.T
+    right = scores[np.arange(len(gold)), gold][:, None]
+    better = (scores > right).sum(1)
+    tied = (scores == right).sum(1)  # the gold included
+    return float(np.where(better == 0, 1.0 / tied, 0.0).mean())
 
 
 def ndcg_at(rank: np.ndarray, k: int = 10) -> float:

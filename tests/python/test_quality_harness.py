@@ -26,9 +26,10 @@ def test_ranks_top1_and_ndcg_on_hand_made_vectors():
     assert common.ndcg_at(np.array([1, 2, 11]), 10) == pytest.approx((1 + 1 / np.log2(3)) / 3)
 
 
-def test_ties_count_against_the_gold():
-    same = np.ones((2, 3))
-    assert common.ranks(same[:1], same, [0]).tolist() == [2]
+def test_ties_count_against_the_gold_in_ranks_and_as_chance_in_top1():
+    same = np.ones((4, 3))
+    assert common.ranks(same[:1], same, [0]).tolist() == [4]
+    assert common.top1(same[:2], same, [0, 1]) == pytest.approx(0.25)
 
 
 def test_cosine_is_scale_free():
