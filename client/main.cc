@@ -23,6 +23,7 @@
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "client/bench.h"
 #include "client/client.h"
@@ -60,7 +61,9 @@ ABSL_FLAG(double, rate, 0, "bench: calls per second (open loop when > 0).");
 ABSL_FLAG(int64_t, requests, 200, "bench: calls to make (0 = until --duration).");
 ABSL_FLAG(absl::Duration, duration, absl::ZeroDuration(), "bench: stop starting calls after.");
 ABSL_FLAG(int64_t, warmup, 4, "bench: unmeasured calls before the run.");
-ABSL_FLAG(int64_t, length, 512, "bench: tokens per generated document ([CLS] and [SEP] incl.).");
+ABSL_FLAG(std::vector<std::string>, length, {"512"},
+          "bench: tokens per generated document ([CLS] and [SEP] included); a list "
+          "(e.g. 128,512,4096) mixes lengths, cycled through.");
 ABSL_FLAG(int, docs_per_request, 1, "bench: documents per call.");
 ABSL_FLAG(std::string, bench_file, "",
           "bench: documents from this file (one text per line, tokenized by the server) instead "
@@ -323,7 +326,21 @@ int Bench() {
       for (const auto& r : t->results()) o.documents.emplace_back(r.ids().begin(), r.ids().end());
     }
   } else {
-    o.documents = GeneratedDocuments(64, absl::GetFlag(FLAGS_length), absl::GetFlag(FLAGS_seed));
+    const std::vector<std::string> lengths = absl::GetFlag(FLAGS_length);
+    for (size_t i = 0; i < lengths.size(); ++i) {
+      int64_t length = 0;
+      if (!absl::SimpleAtoi(lengths[i], &length) || length < 2) {
+        std::fprintf(stderr, "longenc: --length=%s: lengths must be integers >= 2\n",
+                     lengths[i].c_str());
+        return kUsage;
+      }
+      // 64 documents per length, interleaved so that consecutive calls mix lengths.
+      const auto docs = GeneratedDocuments(64, length, absl::GetFlag(FLAGS_seed) + i);
+      for (size_t k = 0; k < docs.size(); ++k) {
+        o.documents.insert(o.documents.begin() + std::min(o.documents.size(), k * (i + 1) + i),
+                           docs[k]);
+      }
+    }
   }
   absl::StatusOr<BenchResult> r = RunBench(**client, o);
   if (!r.ok()) return Report(r.status(), "bench");
