@@ -59,7 +59,8 @@ RUN --mount=type=cache,target=/root/.cache/ccache,sharing=locked \
     BUILD=build JOBS="${JOBS}" CMAKE_ARGS="-DLONGENC_BUILD_TESTS=${tests}" scripts/build.sh \
     && if [ "${RUN_TESTS}" = 1 ]; then BUILD=build JOBS="${JOBS}" scripts/run_tests.sh; fi
 
-# Stage the runtime files under $STAGE: bin/ (RUNPATH set to $ORIGIN/../lib), lib/ (every
+# Stage the runtime files under $STAGE: bin/ (the server's RUNPATH set to $ORIGIN/../lib; the
+# CLI links no torch and has none), lib/ (every
 # shared library the binaries load from .venv; for gpu also the CUDA libraries torch opens
 # with dlopen: cuDNN engines, NVRTC, ...), models/, and runtime-packages.txt (the Debian
 # packages that own the system libraries the binaries load). The test runs this very step.
@@ -93,8 +94,7 @@ RUN stage="${STAGE:-/staging}"; build="${BUILD:-build}"; copy="${COPY_CMD:-cp -L
     done | sort -u > "$stage/runtime-packages.txt"; \
     printf 'foreach(f IN LISTS FILES)\n  file(RPATH_SET FILE "${f}" NEW_RPATH "$ORIGIN/../lib")\nendforeach()\n' \
       > "$stage/rpath.cmake"; \
-    cmake -D "FILES=$stage/opt/longenc/bin/longenc-server;$stage/opt/longenc/bin/longenc" \
-      -P "$stage/rpath.cmake"; \
+    cmake -D "FILES=$stage/opt/longenc/bin/longenc-server" -P "$stage/rpath.cmake"; \
     rm "$stage/rpath.cmake" "$stage/libs.txt" "$stage/ldd.txt"
 
 # ---------------------------------------------------------------------------------------------
