@@ -105,8 +105,13 @@ class Encoder:
         n = len(ids)
         # Every position mode encodes a document within the table identically (positions.h).
         position = method.position if n > TABLE_SIZE else "-"
-        tag = self._binary_tag if method.attention != "full" else ""
-        head = f"{method.attention}|{method.options}|{position}|{tag}|{n}|"
+        attention, options = method.attention, method.options
+        # The clustered family runs exact attention below min_len_efficient (default 512).
+        if (attention in ("clustered", "iclustered") and n < TABLE_SIZE
+                and "min_len_efficient" not in options):
+            attention, options = "full", ""
+        tag = self._binary_tag if attention != "full" else ""
+        head = f"{attention}|{options}|{position}|{tag}|{n}|"
         return hashlib.sha1(head.encode() + np.asarray(ids, np.int32).tobytes()).hexdigest()
 
     def encode(self, method: Method, docs: list[list[int]]) -> np.ndarray:

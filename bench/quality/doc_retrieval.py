@@ -6,7 +6,9 @@ stable order (bench/corpus.py). Query: by default one paragraph of the document 
 paragraph of 24–200 tokens nearest the document's middle, so it is usually beyond the first
 512 tokens); the target is the document with that paragraph removed. With --query half the
 query is the first half of the document's tokens and the target the second half. Each query
-ranks all targets by cosine; its own target is the one relevant document.
+ranks all targets by cosine; its own target is the one relevant document. --distractors K adds K
+short whole documents (128–510 tokens, the same embeddings for every method) to the candidates,
+which makes a small target pool discriminate between methods at little cost.
 
 Paragraph queries are short, so every method shares their embeddings (exact attention) and
 only targets are encoded per method. Methods are written as in passkey.py (truncate256,
@@ -76,6 +78,16 @@ def build(count: int, min_tokens: int, max_tokens: int, query_mode: str, seed: i
     return queries, targets, names
 
 
+def distractor_ids(count: int, seed: int) -> list[list[int]]:
+    """`count` whole linux-doc documents of 128–510 tokens: short enough that every method
+    encodes them identically (exact attention, no truncation beyond 256), so they make the
+    ranking harder at the cost of one encode shared by all methods."""
+    docs = common.corpus.documents()
+    chosen = common.corpus.select(docs, 128, 510, count, seed + 1)
+    cls, sep = common.corpus.CLS_ID, common.corpus.SEP_ID
+    return [[cls] + ids + [sep] for ids in common.corpus.encode_many([d.text for d in chosen])]
+
+
 def report(data: dict) -> str:
     rows = []
     for r in data["results"]:
@@ -89,6 +101,8 @@ def main():
     p.add_argument("--min_tokens", type=int, default=2048)
     p.add_argument("--max_tokens", type=int, default=4096)
     p.add_argument("--query", choices=["paragraph", "half"], default="paragraph")
+    p.add_argument("--distractors", type=int, default=0,
+                   help="short (128–510-token) documents added to the candidates")
     p.add_argument("--methods", default="truncate256,truncate512,chunk,full/interpolate")
     common.add_run_args(p, "doc_retrieval.json")
     args = p.parse_args()
@@ -102,7 +116,9 @@ def main():
                                     args.seed)
     lengths = [len(t) for t in targets]
     selection = (f"{args.query} queries, {args.min_tokens}–{args.max_tokens} tokens, "
-                 f"seed {args.seed}")
+                 f"seed {args.seed}" +
+                 (f", +{args.distractors} short distractors" if args.distractors else ""))
+    distractors = distractor_ids(args.distractors, args.seed) if args.distractors else []
     print(f"{len(names)} documents, target tokens median {int(np.median(lengths))} "
           f"max {max(lengths)}", file=sys.stderr)
     for text in args.methods.split(","):
@@ -110,7 +126,7 @@ def main():
         # Paragraph queries fit the table: one shared exact embedding. Half-document queries
         # are long, so they are encoded with the method itself.
         q = enc.encode(m if args.query == "half" else common.Method(), queries)
-        t = enc.encode(m, targets)
+        t = enc.encode(m, targets + distractors)
         r = common.ranks(q, t, list(range(len(targets))))
         row = {"method": m.label, "selection": selection, "documents": len(names),
                "recall@1": float((r == 1).mean()), "ndcg@10": common.ndcg_at(r, 10),
