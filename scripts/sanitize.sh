@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sanitizer builds of the C++ tests, run with ctest (`make test-sanitize`).
 #   asan: AddressSanitizer + UndefinedBehaviorSanitizer (leaks included) over every C++ test of
-#         the build in build-asan/; torch-free by default. SANITIZE_MODEL=ON adds the LibTorch
-#         layer (model, attention and integration tests); LibTorch itself is not instrumented.
+#         the build in build-asan/; torch-free by default. SANITIZE_MODEL=ON builds in
+#         build-asan-model/ with the LibTorch layer (model, attention and integration tests);
+#         LibTorch itself is not instrumented.
 #   tsan: ThreadSanitizer over the batcher and service tests in build-tsan/ (torch-free).
 # Usage: scripts/sanitize.sh [asan] [tsan]   (default: both). Prints the time of each phase.
 # Environment: JOBS (build parallelism, default 2), SANITIZE_MODEL (OFF|ON), CC/CXX compiler
@@ -37,6 +38,8 @@ for mode in "${modes[@]}"; do
   case "$mode" in
     asan)
       dir=build-asan
+      # The LibTorch build has its own directory, so switching SANITIZE_MODEL rebuilds nothing.
+      [[ "$model" == ON ]] && dir=build-asan-model
       flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
       targets=(all)
       filter=()

@@ -4,12 +4,17 @@
 // EncoderService::Prepare (validation and tokenization) with the real tokenizer and a stub
 // backend (the real backend's ValidateSettings needs LibTorch). It must never crash, and every
 // request it accepts must be a job the batcher and model can take: one sequence per document,
-// each non-empty, within max_tokens_per_document, ids inside the vocabulary.
+// each non-empty, within max_tokens_per_document, ids inside the vocabulary. And invalid UTF-8
+// must be caught by DecodeMessage itself (an error naming the field): if it reaches protobuf's
+// parser, the client gets a generic error and the server logs a libprotobuf ERROR line per
+// request, a log flood any client can cause.
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 
 #include "grpcpp/grpcpp.h"
+#include "google/protobuf/stubs/logging.h"
 #include "grpcpp/impl/grpc_library.h"
 #include "longenc/v1/encoder.pb.h"
 #include "model/backend.h"
@@ -62,6 +67,13 @@ const longenc::tokenizer::WordPieceTokenizer& Tokenizer() {
   return *tokenizer;
 }
 
+// Installed once: protobuf's parser complaining about UTF-8 means DecodeMessage missed it.
+void AbortOnParserUtf8Error(google::protobuf::LogLevel level, const char* filename, int line,
+                            const std::string& message) {
+  std::fprintf(stderr, "[libprotobuf %s:%d] %s\n", filename, line, message.c_str());
+  if (message.find("invalid UTF-8") != std::string::npos) std::abort();
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -76,6 +88,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   limits.max_documents_per_request = kMaxDocuments[(data[0] >> 2) & 3];
 
   static grpc::internal::GrpcLibraryInitializer grpc_initializer;  // ByteBuffer needs grpc
+  static google::protobuf::LogHandler* const previous_handler =
+      google::protobuf::SetLogHandler(&AbortOnParserUtf8Error);
+  (void)previous_handler;
   static StubBackend* backend = new StubBackend(Tokenizer().vocab_size());
   const EncoderService service(limits, /*observer=*/nullptr);
   longenc::server::Runtime runtime;
