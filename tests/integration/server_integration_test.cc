@@ -274,10 +274,10 @@ Burst FireBurst(Client& client, const std::vector<EmbedRequest>& requests,
                                     ++done;
                                   });
   }
+  const size_t total = requests.size();
+  auto all_done = [&]() { return done == total; };
   absl::MutexLock lock(&mu);
-  mu.Await(absl::Condition(
-      +[](std::pair<size_t*, size_t>* a) { return *a->first == a->second; },
-      new std::pair<size_t*, size_t>(&done, requests.size())));
+  mu.Await(absl::Condition(&all_done));
   return b;
 }
 

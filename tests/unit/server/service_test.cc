@@ -79,9 +79,8 @@ class CountingObserver : public ServiceObserver {
   }
   void WaitForDocuments(int64_t want) {
     absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(
-        +[](std::pair<int64_t*, int64_t>* a) { return *a->first >= a->second; },
-        new std::pair<int64_t*, int64_t>(&documents_, want)));
+    want_ = want;
+    mu_.Await(absl::Condition(this, &CountingObserver::Reached));
   }
   void OnReject(Rejection r) override {
     absl::MutexLock lock(&mu_);
@@ -90,8 +89,10 @@ class CountingObserver : public ServiceObserver {
   std::vector<Rejection> rejections;
 
  private:
+  bool Reached() const { return documents_ >= want_; }
   absl::Mutex mu_;
   int64_t documents_ = 0;
+  int64_t want_ = 0;
 };
 
 std::string ModelDir() {
