@@ -21,6 +21,13 @@ const std::string& ModelDir() {
   static const std::string* dir = [] {
     std::string pattern = "/tmp/longenc_tokenizer_files_fuzz.XXXXXX";
     if (mkdtemp(pattern.data()) == nullptr) std::abort();
+    // Leave nothing behind in /tmp when the fuzzer or the replay test exits normally.
+    std::atexit([] {
+      for (const char* file : {"/tokenizer_config.json", "/vocab.txt"}) {
+        unlink((ModelDir() + file).c_str());
+      }
+      rmdir(ModelDir().c_str());
+    });
     return new std::string(pattern);
   }();
   return *dir;
