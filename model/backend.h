@@ -62,6 +62,9 @@ struct BatchResult {
   // Memory high-water mark while this batch ran (device allocator on CUDA, process RSS on
   // CPU), in bytes; 0 when unknown.
   int64_t peak_memory_bytes = 0;
+  // The CUDA caching allocator after this batch; all 0 on CPU.
+  int64_t device_allocated_bytes = 0;
+  int64_t device_reserved_bytes = 0;
 };
 
 // What the model is and what it accepts; fixed after load.

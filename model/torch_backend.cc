@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <torch/torch.h>
 
 #include "absl/strings/match.h"
@@ -245,7 +246,11 @@ class TorchBackend final : public Backend {
 
     c10::InferenceMode inference;
     const bool cpu = device_.is_cpu();
-    if (cpu) ResetPeakRss();
+    if (cpu) {
+      ResetPeakRss();
+    } else {
+      c10::cuda::CUDACachingAllocator::resetPeakStats(device_.index());
+    }
     const int64_t dim = info_.embedding_dim;
     torch::Tensor pooled = torch::empty({batch.size(), dim}, torch::TensorOptions().device(device_));
 
@@ -282,7 +287,15 @@ class TorchBackend final : public Backend {
     BatchResult result;
     result.dim = dim;
     result.embeddings.assign(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
-    result.peak_memory_bytes = cpu ? ReadPeakRssBytes() : 0;
+    if (cpu) {
+      result.peak_memory_bytes = ReadPeakRssBytes();
+    } else {
+      // Index 0 of each stat array is the aggregate over pool types.
+      const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device_.index());
+      result.peak_memory_bytes = stats.allocated_bytes[0].peak;
+      result.device_allocated_bytes = stats.allocated_bytes[0].current;
+      result.device_reserved_bytes = stats.reserved_bytes[0].current;
+    }
     return result;
   }
 

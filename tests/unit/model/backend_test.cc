@@ -1,6 +1,9 @@
 // The LibTorch backend end to end on a tiny seeded model: loading, batching invariances,
 // long-document modes and every class of bad input or bad model directory.
-#include <filesystem>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <fstream>
 #include <numeric>
 #include <string>
@@ -180,12 +183,22 @@ TEST_F(BackendTest, CudaRequestWithoutGpuFailsClearly) {
   EXPECT_THAT(CreateTorchBackend(options).status().message(), HasSubstr("--device=tpu"));
 }
 
-// Copies the tiny model and lets the test damage one file.
+// Copies the tiny model into a fresh directory so the test can damage one file. (No
+// std::filesystem: libtorch.so exports its own incompatible copy of those symbols.)
 std::string DamagedCopy(const std::string& from, const std::string& name) {
-  const std::string to = ::testing::TempDir() + "/damaged_" + name;
-  std::filesystem::remove_all(to);
-  std::filesystem::copy(from, to);
+  std::string to = ::testing::TempDir() + "/damaged_" + name + "_XXXXXX";
+  EXPECT_NE(mkdtemp(to.data()), nullptr);
+  for (const char* file : {"config.json", "model.safetensors", "vocab.txt"}) {
+    std::ifstream in(from + "/" + file, std::ios::binary);
+    std::ofstream(to + "/" + file, std::ios::binary) << in.rdbuf();
+  }
   return to;
+}
+
+void DropLastBytes(const std::string& path, off_t bytes) {
+  struct stat st;
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  ASSERT_EQ(truncate(path.c_str(), st.st_size - bytes), 0);
 }
 
 absl::Status Load(const std::string& dir) {
@@ -198,8 +211,7 @@ TEST_F(BackendTest, RefusesBrokenModelDirectoriesNamingFileAndProblem) {
   EXPECT_THAT(Load("/nonexistent/model").message(), HasSubstr("/nonexistent/model/config.json"));
 
   std::string d = DamagedCopy(dir_, "truncated");
-  std::filesystem::resize_file(d + "/model.safetensors",
-                               std::filesystem::file_size(d + "/model.safetensors") - 100);
+  DropLastBytes(d + "/model.safetensors", 100);
   EXPECT_THAT(Load(d).message(), HasSubstr("model.safetensors: not a valid safetensors file"));
 
   d = DamagedCopy(dir_, "layers");
