@@ -6,6 +6,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 build="${BUILD:-build}"
 jobs="${JOBS:-$(nproc)}"
+# Relative paths in ccache keys: a fresh clone elsewhere reuses this machine's cache.
+export CCACHE_BASEDIR="$root"
 if [ ! -f "$build/CMakeCache.txt" ]; then
   torch_prefix="$(.venv/bin/python -c 'import torch; print(torch.utils.cmake_prefix_path)')"
   cmake -S . -B "$build" -DCMAKE_PREFIX_PATH="$torch_prefix" \
