@@ -4,13 +4,14 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 SERVE_FLAGS ?=
 
-.PHONY: all bootstrap build test test-unit test-python serve clean help
+.PHONY: all bootstrap build test serve clean help
 all: build
 
 help:
 	@echo "make serve   install what is missing, build, start longenc-server on CPU with the default model"
 	@echo "make test    install what is missing, build, run every test (ctest + tests/python)"
 	@echo "make build   configure and build into $(BUILD)/ (binaries in $(BUILD)/bin/)"
+	@echo "make test-sanitize / make fuzz   ASan+UBSan and TSan test builds / short libFuzzer runs"
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -27,3 +28,12 @@ serve: build
 
 clean:
 	rm -rf $(BUILD)
+
+# Sanitizer builds (torch-free ASan+UBSan over the C++ tests, TSan over batcher and service) and
+# short libFuzzer runs of every target; see docs/RELIABILITY.md.
+.PHONY: test-sanitize fuzz
+test-sanitize: bootstrap
+	@scripts/sanitize.sh
+
+fuzz: bootstrap
+	@scripts/fuzz.sh
