@@ -336,7 +336,11 @@ def test_staged_server_starts_like_the_image(dockerfile, staged, tmp_path):
     try:
         deadline = time.time() + 120
         while not port_file.exists() or not port_file.read_text().strip():
-            assert server.poll() is None, server.stderr.read()
+            if server.poll() is not None:
+                log = server.stderr.read()
+                # Known bug (bench/scaleout_cluster.py CIVETWEB_BUG): the image would exit at
+                # start-up just like this, so the test fails rather than working around it.
+                pytest.fail(f"the staged server (the image's ENTRYPOINT) exited: {log}")
             assert time.time() < deadline
             time.sleep(0.05)
         port = int(port_file.read_text())
@@ -360,5 +364,6 @@ def test_staged_server_starts_like_the_image(dockerfile, staged, tmp_path):
                                capture_output=True, text=True, check=True)
         assert len(json.loads(embed.stdout.splitlines()[0])["embedding"]) == 384
     finally:
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(timeout=90) == 0
+        if server.poll() is None:
+            server.send_signal(signal.SIGTERM)
+            assert server.wait(timeout=90) == 0, "SIGTERM must drain and exit 0"
