@@ -1,5 +1,6 @@
 #include "server/metrics/metrics.h"
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <charconv>
@@ -100,7 +101,7 @@ constexpr std::array<FamilySpec, kNumFamilies> kFamilies = {{
     {"longenc_process_resident_memory_bytes", Type::kGauge,
      "Resident set size of the server process (VmRSS)."},
     {"longenc_process_peak_resident_memory_bytes", Type::kGauge,
-     "Peak resident set size of the server process since start (VmHWM)."},
+     "Peak resident set size of the server process since start."},
     {"longenc_device_memory_allocated_bytes", Type::kGauge,
      "Bytes held by live tensors on the device (on CPU the process RSS)."},
     {"longenc_device_memory_reserved_bytes", Type::kGauge,
@@ -319,8 +320,12 @@ struct Metrics::Impl {
     absl::StatusOr<ProcessMemory> memory = ReadProcessMemory();
     if (!memory.ok()) return;  // not Linux: the gauges stay at 0, as documented
     process_resident.Set(static_cast<double>(memory->resident_bytes));
-    process_peak_resident.Set(static_cast<double>(memory->peak_resident_bytes));
     absl::MutexLock lock(&mu);
+    // On CPU the backend resets VmHWM before each batch to measure that batch's peak, so the
+    // process peak is the largest of VmHWM now and every batch peak seen.
+    process_peak_seen = std::max(process_peak_seen, memory->peak_resident_bytes);
+    memory->peak_resident_bytes = process_peak_seen;
+    process_peak_resident.Set(static_cast<double>(process_peak_seen));
     if (!process_device.empty()) {
       DeviceGauges& device = Device(process_device);
       device.allocated->Set(static_cast<double>(memory->resident_bytes));
@@ -358,6 +363,7 @@ struct Metrics::Impl {
   absl::flat_hash_map<std::string, Counter*> documents_by_key ABSL_GUARDED_BY(mu);
   absl::flat_hash_map<std::string, DeviceGauges> device_by_name ABSL_GUARDED_BY(mu);
   std::string process_device ABSL_GUARDED_BY(mu);
+  int64_t process_peak_seen ABSL_GUARDED_BY(mu) = 0;
   Gauge* current_model_info ABSL_GUARDED_BY(mu) = nullptr;
 
   // What the exposer serves. It shares the Impl, so a scrape that raced with ~Metrics still
@@ -405,6 +411,9 @@ void Metrics::ObserveBatch(const BatchObservation& batch) {
   }
   impl_->tokens_total.Increment(static_cast<double>(batch.tokens));
   absl::MutexLock lock(&impl_->mu);
+  if (!impl_->process_device.empty()) {  // CPU: batch peaks are process RSS peaks
+    impl_->process_peak_seen = std::max(impl_->process_peak_seen, batch.peak_memory_bytes);
+  }
   impl_->InferenceHistogram(batch.attention).Observe(batch.seconds);
   impl_->DocumentsCounter(batch.attention, batch.position_mode)
       .Increment(static_cast<double>(batch.documents));
