@@ -273,13 +273,11 @@ def free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def staged(dockerfile, tmp_path_factory):
+def run_staging(dockerfile, stage, variant):
     for binary in ["longenc-server", "longenc"]:
         if not (BUILD / "bin" / binary).exists():
             pytest.skip(f"{BUILD}/bin/{binary} not built")
-    stage = tmp_path_factory.mktemp("staging")
-    env = dict(os.environ, STAGE=str(stage), BUILD=str(BUILD), VARIANT="cpu",
+    env = dict(os.environ, STAGE=str(stage), BUILD=str(BUILD), VARIANT=variant,
                # Hard links: same files as a copy, without copying 2.5 GB of libraries.
                COPY_CMD="cp -L -l")
     result = subprocess.run(["bash", "-o", "pipefail", "-c", staging_run(dockerfile)], cwd=ROOT,
@@ -290,6 +288,21 @@ def staged(dockerfile, tmp_path_factory):
                                 cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     return stage
+
+
+@pytest.fixture(scope="module")
+def staged(dockerfile, tmp_path_factory):
+    return run_staging(dockerfile, tmp_path_factory.mktemp("staging"), "cpu")
+
+
+def test_gpu_staging_adds_the_dlopened_cuda_libraries(dockerfile, tmp_path):
+    lib = run_staging(dockerfile, tmp_path, "gpu") / "opt" / "longenc" / "lib"
+    names = {p.name for p in lib.iterdir()}
+    # Opened with dlopen by torch and cuDNN, so ldd does not list them.
+    for needed in ["libcudnn_engines_precompiled.so.9", "libcudnn_ops.so.9", "libnvrtc.so.13",
+                   "libtorch_cuda_linalg.so", "libcaffe2_nvrtc.so", "libtorch_cuda.so"]:
+        assert needed in names, needed
+    assert "libtorch_python.so" not in names
 
 
 def test_staged_libraries_are_complete(staged):
