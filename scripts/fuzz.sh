@@ -28,12 +28,14 @@ build_targets=()
 for t in "${targets[@]}"; do build_targets+=("${t}_fuzzer" "fuzz_${t}_replay"); done
 cmake --build "$build" -j "${JOBS:-2}" --target "${build_targets[@]}"
 
-# The committed corpus and regressions first, under the sanitizers.
-ctest --test-dir "$build" --output-on-failure -L fuzz -R "^fuzz_($(IFS='|'; echo "${targets[*]}"))_replay$"
+# The committed corpus and regressions first, under the sanitizers; a failing replay (a known
+# bug not fixed yet) fails the run but does not stop the fuzzing.
+status=0
+ctest --test-dir "$build" --output-on-failure -L fuzz \
+  -R "^fuzz_($(IFS='|'; echo "${targets[*]}"))_replay$" || status=1
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
-status=0
 for t in "${targets[@]}"; do
   work="$build/fuzz-corpus/$t"           # inputs found now (not committed)
   artifacts="$build/fuzz-artifacts/$t/"
