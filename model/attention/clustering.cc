@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <utility>
+#include <vector>
 
 #include "common/status_macros.h"
 #include "model/attention/attention_ops.h"
@@ -14,6 +15,8 @@ namespace {
 using torch::indexing::Slice;
 
 constexpr uint64_t kPlaneStream = 0x636c7573;  // "clus"
+// Batch · tokens per head group: 4 heads of a 32k-token document at a time.
+constexpr int64_t kTokensPerHeadGroup = int64_t{1} << 17;
 // Bytes of gathered keys + values per query block in the i-clustered sparse part.
 constexpr int64_t kGatherBlockBytes = 64 << 20;
 
@@ -216,11 +219,22 @@ torch::Tensor ClusteredFamilyAttention::Forward(const torch::Tensor& q, const to
       [this](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
              const torch::Tensor& valid) {
         if (planes_.device() != q.device()) planes_ = planes_.to(q.device());
-        const torch::Tensor assign =
-            HammingClusters(HashBits(q, planes_), valid, options_.clusters, options_.iterations);
-        return improved_ ? ImprovedClusteredCore(q, k, v, valid, assign, options_.clusters,
-                                                 options_.topk)
-                         : ClusteredCore(q, k, v, valid, assign, options_.clusters);
+        // Heads are independent: run them in groups to bound the per-call memory.
+        const int64_t heads = q.size(1);
+        const int64_t group = std::clamp<int64_t>(
+            kTokensPerHeadGroup / std::max<int64_t>(1, q.size(0) * q.size(2)), 1, heads);
+        std::vector<torch::Tensor> outs;
+        for (int64_t h0 = 0; h0 < heads; h0 += group) {
+          const Slice hs(h0, std::min(heads, h0 + group));
+          const torch::Tensor qh = q.index({Slice(), hs}), kh = k.index({Slice(), hs}),
+                              vh = v.index({Slice(), hs});
+          const torch::Tensor assign = HammingClusters(HashBits(qh, planes_.index({hs})), valid,
+                                                       options_.clusters, options_.iterations);
+          outs.push_back(improved_ ? ImprovedClusteredCore(qh, kh, vh, valid, assign,
+                                                           options_.clusters, options_.topk)
+                                   : ClusteredCore(qh, kh, vh, valid, assign, options_.clusters));
+        }
+        return torch::cat(outs, 1);
       });
 }
 

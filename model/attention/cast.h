@@ -1,0 +1,71 @@
+// CAST pieces (Clustering self-Attention using Surrogate Tokens; van Engelenhoven,
+// Strisciuglio, Talavera, arXiv 2402.04239): surrogate affinities, the two cluster assignments
+// (Top-K and single-assignment Top-K) and the attention core of the spec's reconstruction
+// "CAST-JS" (attention-spec.md §4.2). Exposed so tests can check coverage (T17), padding (T18),
+// the N_c = 1 anchor (T16) and the mixing weights (T20), and so the calibration tool can load
+// and write surrogate files.
+//
+// Ownership: functions only; tensors in, tensors out.
+// Thread-safety: stateless; safe from any thread.
+#ifndef LONGENC_MODEL_ATTENTION_CAST_H_
+#define LONGENC_MODEL_ATTENTION_CAST_H_
+
+#include <cstdint>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "absl/status/statusor.h"
+#include "model/attention/attention.h"
+
+namespace longenc::attention::internal {
+
+// Cluster membership: slot s of cluster c holds token members[b, h, c, s] when
+// slot_ok[b, h, c, s]; other slots hold an arbitrary index and must be ignored.
+struct CastClusters {
+  torch::Tensor members;  // [B, H, N_c, kappa] int64
+  torch::Tensor slot_ok;  // [B, H, N_c, kappa] bool
+};
+
+// Top-K: each cluster takes the kappa tokens of highest affinity (a token may be in 0, 1 or
+// several clusters). affinity: [B, H, N, N_c], -inf on padded tokens.
+CastClusters CastTopK(const torch::Tensor& affinity, int64_t kappa);
+
+// Single-assignment Top-K: each valid token in at most one cluster, each cluster at most kappa
+// tokens. Defined as the greedy assignment over (token, cluster) pairs in descending affinity;
+// computed by capacitated deferred acceptance (tokens propose to their best cluster not yet
+// refused, clusters keep their kappa best proposers), which reaches the same matching when
+// affinities have no ties, in rounds of sorts that run on any device. Stops after
+// `max_rounds`; tokens still unmatched then stay unclustered.
+CastClusters CastSingleAssignment(const torch::Tensor& affinity, int64_t kappa,
+                                  int64_t max_rounds);
+
+enum class CastMix {
+  kJoint,     // one softmax over [intra logits ; other clusters' summary logits] (CAST-JS)
+  kAdditive,  // ½ intra softmax output + ½ summary softmax output (separately normalised)
+};
+
+// The CAST-JS core. surrogates: [H, N_c, D]. Returns [B, H, N, D], padded rows 0; a valid
+// token in no cluster gets softmax(A_q[i, nonempty]) · R; a token in several clusters the mean
+// of its per-cluster outputs. With `mixing` non-null (joint mix) also returns the mixing
+// weights [B, H, N_c, kappa, kappa + N_c] of every slot (tests).
+torch::Tensor CastCore(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                       const torch::Tensor& key_valid, const torch::Tensor& surrogates,
+                       const CastClusters& clusters, CastMix mix,
+                       torch::Tensor* mixing = nullptr);
+
+// Cluster affinity A_g = s·q Sᵀ + s·k Sᵀ, -inf on padded tokens: [B, H, N, N_c].
+torch::Tensor CastAffinity(const torch::Tensor& q, const torch::Tensor& k,
+                           const torch::Tensor& key_valid, const torch::Tensor& surrogates);
+
+// Surrogates of one layer from a safetensors file: tensor "layer.<layer>.surrogates", F32,
+// shape [num_heads, clusters, head_dim]. InvalidArgument/NotFound naming file and tensor.
+absl::StatusOr<torch::Tensor> LoadSurrogates(const std::string& path, int64_t layer,
+                                             int64_t num_heads, int64_t head_dim);
+
+// The tensor name LoadSurrogates reads for `layer`.
+std::string SurrogateTensorName(int64_t layer);
+
+}  // namespace longenc::attention::internal
+
+#endif  // LONGENC_MODEL_ATTENTION_CAST_H_

@@ -1,0 +1,129 @@
+// CAST attention ("cast"; van Engelenhoven, Strisciuglio, Talavera, "CAST: Clustering
+// Self-Attention using Surrogate Tokens for Efficient Transformers", arXiv 2402.04239, Pattern
+// Recognition Letters 2024). No official code was found; this is the spec's reconstruction
+// "CAST-JS" (attention-spec.md §4.2), per head:
+//   A_q = s·Q Sᵀ, A_k = s·K Sᵀ, A_g = A_q + A_k (padded tokens -inf)      S: surrogates [N_c, D]
+//   clusters of at most kappa tokens from A_g (single-assignment Top-K by default)
+//   summaries R_c = Σ_{j∈c} softmax_j(A_k[j, c]) v_j
+//   token i in cluster c: one softmax over [s·q_i·k_j, j ∈ c] ⊕ [A_q[i, c'], c' ≠ c non-empty],
+//   output = Σ p_j v_j + Σ p_c' R_c'; tokens in no cluster: softmax(A_q[i, ·]) · R.
+// Cost O(N·N_c·D + N_c·kappa²·D); memory O(N·N_c + N_c·kappa²) per (batch, head) — linear in N
+// for fixed N_c and kappa (tokens beyond N_c·kappa are summarised, not clustered).
+//
+// Options:
+//   clusters           int     default 64    N_c surrogate tokens per head (ignored when a
+//                                            surrogates file gives them)
+//   kappa              int     default 256   tokens per cluster; N_c·kappa = 16384 tokens are
+//                                            clustered, the rest only see summaries
+//   assignment         string  default sa    sa (single assignment, full coverage when
+//                                            N_c·kappa ≥ N) | topk (a token in 0..N_c clusters)
+//   mix                string  default joint joint (one softmax, exact anchor T16) | additive
+//                                            (½ intra + ½ summaries, separately normalised)
+//   surrogates         path    default none  safetensors file with tensor
+//                                            "layer.<L>.surrogates" F32 [H, N_c, D] (from the
+//                                            calibration command); without it surrogates are
+//                                            seeded N(0, 1) per (layer, head) — a placeholder
+//                                            that approximates a pretrained model poorly
+//   min_len_efficient  int     default 512   rows with fewer valid tokens run exact attention
+//
+// Open choices of the reconstruction (spec §4.2): A_g as a sum, joint-softmax mixing, own
+// summary excluded, multi-membership averaged, s scales the surrogate affinities.
+// Limitations: no causal or arbitrary masks; a training-free drop-in needs calibrated
+// surrogates (spec §4.4).
+#include <algorithm>
+#include <memory>
+#include <vector>
+
+#include "model/attention/attention_ops.h"
+#include "model/attention/cast.h"
+#include "model/attention/registry.h"
+
+namespace longenc::attention {
+namespace {
+
+using torch::indexing::Slice;
+
+constexpr uint64_t kSurrogateStream = 0x63617374;  // "cast"
+// Batch · tokens per head group: 4 heads of a 32k-token document at a time.
+constexpr int64_t kTokensPerHeadGroup = int64_t{1} << 17;
+
+struct CastOptions {
+  int64_t clusters = 64;
+  int64_t kappa = 256;
+  bool single_assignment = true;
+  internal::CastMix mix = internal::CastMix::kJoint;
+  int64_t min_len_efficient = internal::kDefaultMinLenEfficient;
+};
+
+class CastAttention final : public Attention {
+ public:
+  CastAttention(const CastOptions& options, torch::Tensor surrogates)
+      : options_(options), surrogates_(std::move(surrogates)) {}
+
+  torch::Tensor Forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                        const torch::Tensor& key_valid) override {
+    return internal::DispatchByLength(
+        q, k, v, key_valid, options_.min_len_efficient,
+        [this](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+               const torch::Tensor& valid) {
+          if (surrogates_.device() != q.device()) surrogates_ = surrogates_.to(q.device());
+          // Heads are independent: run them in groups to bound the per-call memory.
+          const int64_t heads = q.size(1);
+          const int64_t group = std::clamp<int64_t>(
+              kTokensPerHeadGroup / std::max<int64_t>(1, q.size(0) * q.size(2)), 1, heads);
+          std::vector<torch::Tensor> outs;
+          for (int64_t h0 = 0; h0 < heads; h0 += group) {
+            const Slice hs(h0, std::min(heads, h0 + group));
+            outs.push_back(Core(q.index({Slice(), hs}), k.index({Slice(), hs}),
+                                v.index({Slice(), hs}), valid, surrogates_.index({hs})));
+          }
+          return torch::cat(outs, 1);
+        });
+  }
+  std::string_view name() const override { return "cast"; }
+
+ private:
+  torch::Tensor Core(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                     const torch::Tensor& valid, const torch::Tensor& surrogates) const {
+    const torch::Tensor affinity = internal::CastAffinity(q, k, valid, surrogates);
+    const int64_t nc = surrogates.size(1);
+    const internal::CastClusters clusters =
+        options_.single_assignment
+            ? internal::CastSingleAssignment(affinity, options_.kappa, /*max_rounds=*/4 * nc + 64)
+            : internal::CastTopK(affinity, options_.kappa);
+    return internal::CastCore(q, k, v, valid, surrogates, clusters, options_.mix);
+  }
+
+  CastOptions options_;
+  torch::Tensor surrogates_;  // [H, N_c, D]
+};
+
+absl::StatusOr<std::unique_ptr<Attention>> CreateCast(const AttentionSpec& spec) {
+  OptionReader reader("cast", spec.options);
+  CastOptions options;
+  ASSIGN_OR_RETURN(options.clusters, reader.Int("clusters", options.clusters, 1, 1 << 14));
+  ASSIGN_OR_RETURN(options.kappa, reader.Int("kappa", options.kappa, 1, 1 << 16));
+  ASSIGN_OR_RETURN(const std::string assignment,
+                   reader.Choice("assignment", "sa", {"sa", "topk"}));
+  ASSIGN_OR_RETURN(const std::string mix, reader.Choice("mix", "joint", {"joint", "additive"}));
+  ASSIGN_OR_RETURN(const std::string file, reader.String("surrogates", "none"));
+  ASSIGN_OR_RETURN(options.min_len_efficient, internal::ReadMinLenEfficient(reader));
+  RETURN_IF_ERROR(reader.Finish());
+  options.single_assignment = assignment == "sa";
+  options.mix = mix == "joint" ? internal::CastMix::kJoint : internal::CastMix::kAdditive;
+  torch::Tensor surrogates;
+  if (file != "none") {
+    ASSIGN_OR_RETURN(surrogates, internal::LoadSurrogates(file, spec.layer, spec.num_heads,
+                                                          spec.head_dim));
+    surrogates = surrogates.to(spec.device);
+  } else {
+    surrogates = internal::SeededNormal(spec, kSurrogateStream, {options.clusters, spec.head_dim});
+  }
+  return std::unique_ptr<Attention>(std::make_unique<CastAttention>(options, surrogates));
+}
+
+}  // namespace
+
+LONGENC_REGISTER_ATTENTION("cast", CreateCast);
+
+}  // namespace longenc::attention
