@@ -1,7 +1,8 @@
 #include "server/flags.h"
 
+#include <sys/stat.h>
+
 #include <cstdlib>
-#include <filesystem>
 #include <limits>
 #include <string>
 
@@ -137,8 +138,10 @@ absl::Status ValidateOptions(const ServerOptions& o, bool check_model_dir) {
     }
   }
   if (check_model_dir) {
-    std::error_code ec;
-    if (!std::filesystem::is_directory(o.model_dir, ec)) {
+    // stat(), not std::filesystem: libtorch.so exports its own, incompatible copy of the
+    // std::filesystem symbols and longenc-server links it.
+    struct stat st;
+    if (stat(o.model_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
       return FlagError("model_dir", o.model_dir,
                        "is not a directory (set --model_dir or $LONGENC_MODEL_DIR to a "
                        "directory with config.json, model.safetensors and vocab.txt)");
