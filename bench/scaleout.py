@@ -9,7 +9,7 @@ Each configuration starts fresh replicas (real model, CPU, --threads=T), waits f
 then runs `longenc bench` (closed loop) with --server listing every replica, so the CLI's
 round_robin spreads the calls. Reports docs/s, tokens/s and latency percentiles per
 configuration, the ratio to one replica, the calls each replica served (its /metrics), and each
-replica's peak RSS (longenc_process_peak_resident_memory_bytes). The machine's core count and
+replica's peak RSS gauge; --memory samples the server's VmRSS from /proc every 10 ms. The machine's core count and
 load average are printed with the results: replicas share the cores, so the ratio is bounded by
 the cores that are free, not by the service.
 """
@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -52,20 +53,51 @@ def run_config(count, args):
             "peak_rss_mib": peaks}
 
 
+class RssSampler:
+    """Largest VmRSS of a process, read from /proc/PID/status every 10 ms by a thread. The
+    server's own peak gauge cannot serve here: the backend resets VmHWM at each batch."""
+
+    def __init__(self, pid):
+        self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.wait(0.01):
+            try:
+                with open(f"/proc/{self.pid}/status") as status:
+                    for line in status:
+                        if line.startswith("VmRSS:"):
+                            self.peak = max(self.peak, int(line.split()[1]) * 1024)
+            except OSError:
+                return
+
+    def take(self):
+        """Peak since the last take(), in bytes."""
+        peak, self.peak = self.peak, 0
+        return peak
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+
+
 def run_memory(args):
     """One replica with the container's defaults (--max_batch_tokens=16384, all cores): full
-    batches of 512-token documents, then long documents. Peak RSS after each phase."""
+    batches of 512-token documents, then long documents. Peak RSS of each phase."""
     phases = []
     with tempfile.TemporaryDirectory() as workdir:
         [replica] = start_replicas(workdir, 1, threads=0)
+        sampler = RssSampler(replica.proc.pid)
         try:
-            phases.append(("idle (model loaded, warmed up)", replica.peak_rss_bytes()))
+            time.sleep(0.5)
+            phases.append(("idle (model loaded, warmed up)", sampler.take()))
             bench([replica], args, 512, 128, 64)
-            phases.append(("full batches: 512-token docs, concurrency 64",
-                           replica.peak_rss_bytes()))
+            phases.append(("full batches: 512-token docs, concurrency 64", sampler.take()))
             bench([replica], args, 4096, 8, 2)
-            phases.append(("long docs: 4096 tokens, concurrency 2", replica.peak_rss_bytes()))
+            phases.append(("long docs: 4096 tokens, concurrency 2", sampler.take()))
         finally:
+            sampler.stop()
             replica.stop()
     return [{"phase": p, "peak_rss_mib": v / 2**20} for p, v in phases]
 
@@ -73,7 +105,8 @@ def run_memory(args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--replicas", default="1,3", help="comma-separated replica counts")
+    parser.add_argument("--replicas", default="1,3",
+                        help="comma-separated replica counts ('' = only --memory)")
     parser.add_argument("--threads", type=int, default=1, help="--threads of each replica")
     parser.add_argument("--requests", type=int, default=240)
     parser.add_argument("--concurrency", type=int, default=12)
@@ -84,8 +117,8 @@ def main():
         sys.exit(f"build {SERVER} and {CLI} first (LONGENC_BUILD_DIR selects the build)")
 
     started = time.time()
-    results = [run_config(int(n), args) for n in args.replicas.split(",")]
-    base = results[0]["docs_per_s"]
+    results = [run_config(int(n), args) for n in args.replicas.split(",") if n]
+    base = results[0]["docs_per_s"] if results else 1.0
     print(f"machine: {os.cpu_count()} cores, load average before the run "
           f"{os.getloadavg()[0]:.2f} (1 min)")
     print(f"{'replicas':>8} {'docs/s':>9} {'tokens/s':>10} {'p50 ms':>8} {'p95 ms':>8} "
