@@ -8,7 +8,9 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/wire_format_lite.h"
 #include "google/protobuf/stubs/common.h"
 #include "absl/synchronization/mutex.h"
 #include "server/status_mapping.h"
@@ -271,55 +273,49 @@ class StreamCall : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBu
   absl::Status status_ ABSL_GUARDED_BY(mu_);
 };
 
-// Walks the wire format of `bytes` as message `d` and checks every string field for UTF-8. A
-// malformed buffer is left to the parser.
+// Walks the wire format of `bytes` as message `d` and checks every string field for UTF-8.
+// Whatever it cannot walk is malformed: refused here, never handed to the parser (which would
+// log every invalid string it meets: a log flood any client could cause).
 absl::Status CheckStrings(std::string_view bytes, const google::protobuf::Descriptor* d,
                           const std::string& path) {
+  using google::protobuf::internal::WireFormatLite;
   google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(bytes.data()),
                                             static_cast<int>(bytes.size()));
+  auto malformed = [&] {
+    return absl::InvalidArgumentError(absl::StrCat("malformed protobuf in ",
+                                                   path.empty() ? d->full_name() : path,
+                                                   " at byte ", in.CurrentPosition()));
+  };
   absl::flat_hash_map<int, int> seen;  // occurrences of each repeated field
   while (true) {
     const uint32_t tag = in.ReadTag();
-    if (tag == 0) return absl::OkStatus();
+    if (tag == 0) {
+      return in.CurrentPosition() == static_cast<int>(bytes.size()) ? absl::OkStatus() : malformed();
+    }
     const int number = static_cast<int>(tag >> 3);
-    switch (tag & 7) {
-      case 0: {
-        uint64_t v;
-        if (!in.ReadVarint64(&v)) return absl::OkStatus();
-        break;
-      }
-      case 1:
-        if (!in.Skip(8)) return absl::OkStatus();
-        break;
-      case 5:
-        if (!in.Skip(4)) return absl::OkStatus();
-        break;
-      case 2: {
-        uint32_t len;
-        if (!in.ReadVarint32(&len)) return absl::OkStatus();
-        const int pos = in.CurrentPosition();
-        if (len > bytes.size() - static_cast<size_t>(pos)) return absl::OkStatus();
-        const std::string_view sub = bytes.substr(static_cast<size_t>(pos), len);
-        in.Skip(static_cast<int>(len));
-        const google::protobuf::FieldDescriptor* f = d->FindFieldByNumber(number);
-        if (f == nullptr) break;
-        std::string name = path + f->name();
-        if (f->is_repeated()) absl::StrAppend(&name, "[", seen[number]++, "]");
-        if (f->type() == google::protobuf::FieldDescriptor::TYPE_STRING &&
-            !google::protobuf::internal::IsStructurallyValidUTF8(sub.data(),
-                                                                 static_cast<int>(sub.size()))) {
-          return absl::InvalidArgumentError(
-              absl::StrCat(name, " is not valid UTF-8 (string fields must be UTF-8)"));
-        }
-        if (f->type() == google::protobuf::FieldDescriptor::TYPE_MESSAGE) {
-          if (absl::Status s = CheckStrings(sub, f->message_type(), name + "."); !s.ok()) {
-            return s;
-          }
-        }
-        break;
-      }
-      default:
-        return absl::OkStatus();
+    if (WireFormatLite::GetTagWireType(tag) != WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
+      // Varints, fixed-width values and (deprecated) groups hold no string of ours.
+      if (!WireFormatLite::SkipField(&in, tag)) return malformed();
+      continue;
+    }
+    uint32_t len;
+    if (!in.ReadVarint32(&len)) return malformed();
+    const int pos = in.CurrentPosition();
+    if (len > bytes.size() - static_cast<size_t>(pos)) return malformed();
+    const std::string_view sub = bytes.substr(static_cast<size_t>(pos), len);
+    in.Skip(static_cast<int>(len));
+    const google::protobuf::FieldDescriptor* f = d->FindFieldByNumber(number);
+    if (f == nullptr) continue;
+    std::string name = path + f->name();
+    if (f->is_repeated()) absl::StrAppend(&name, "[", seen[number]++, "]");
+    if (f->type() == google::protobuf::FieldDescriptor::TYPE_STRING &&
+        !google::protobuf::internal::IsStructurallyValidUTF8(sub.data(),
+                                                             static_cast<int>(sub.size()))) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, " is not valid UTF-8 (string fields must be UTF-8)"));
+    }
+    if (f->type() == google::protobuf::FieldDescriptor::TYPE_MESSAGE) {
+      RETURN_IF_ERROR(CheckStrings(sub, f->message_type(), name + "."));
     }
   }
 }
