@@ -7,7 +7,8 @@
 #
 # Usage: scripts/fuzz.sh [target ...]   targets: tokenizer tokenizer_files safetensors config
 #        embed_request (default: all)
-# Environment: FUZZ_SECONDS (per target), FUZZ_BUILD (build dir), JOBS (build parallelism),
+# Environment: FUZZ_SECONDS (per target; 0 = build and replay only), FUZZ_BUILD (build dir),
+#              JOBS (build parallelism),
 #              FUZZ_ARGS (extra libFuzzer flags, e.g. "-jobs=2 -workers=2").
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,6 +34,9 @@ cmake --build "$build" -j "${JOBS:-2}" --target "${build_targets[@]}"
 status=0
 ctest --test-dir "$build" --output-on-failure -L fuzz \
   -R "^fuzz_($(IFS='|'; echo "${targets[*]}"))_replay$" || status=1
+
+# FUZZ_SECONDS=0: build and replay only (libFuzzer would read 0 as "no time limit").
+if [[ "$seconds" == 0 ]]; then exit $status; fi
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
