@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
+#include "server/metrics/http_listener.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -19,7 +20,6 @@
 #include "absl/synchronization/mutex.h"
 #include "prometheus/collectable.h"
 #include "prometheus/counter.h"
-#include "prometheus/exposer.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
@@ -504,15 +504,16 @@ absl::StatusOr<std::unique_ptr<MetricsExposer>> MetricsExposer::Start(std::strin
   }
   auto exposer = std::unique_ptr<MetricsExposer>(new MetricsExposer());
   if (port == 0) return exposer;
-  try {
-    exposer->exposer_ = std::make_unique<prometheus::Exposer>(std::string(address));
-  } catch (const std::exception& e) {
+  std::shared_ptr<prometheus::Collectable> collectable = metrics.collectable();
+  auto listener = HttpListener::Start(std::string(host), port, "/metrics",
+                                      [collectable] { return RenderText(*collectable); });
+  if (!listener.ok()) {
     return absl::UnavailableError(absl::StrCat("--metrics_address=", Absl(address),
-                                               ": cannot listen for /metrics: ", e.what()));
+                                               ": cannot listen for /metrics: ",
+                                               listener.status().message()));
   }
-  exposer->exposer_->RegisterCollectable(metrics.collectable(), "/metrics");
-  const std::vector<int> ports = exposer->exposer_->GetListeningPorts();
-  exposer->port_ = ports.empty() ? port : ports.front();
+  exposer->listener_ = std::move(*listener);
+  exposer->port_ = exposer->listener_->port();
   return exposer;
 }
 

@@ -26,11 +26,12 @@
 
 namespace prometheus {
 class Collectable;
-class Exposer;
 class Registry;
 }  // namespace prometheus
 
 namespace longenc::metrics {
+
+class HttpListener;
 
 // Bucket boundaries (upper bounds, ascending; +Inf is implicit).
 // Seconds: 1 ms doubling to 65.5 s, then 120 s (the longest request the service allows).
@@ -188,13 +189,13 @@ class MetricsExposer {
   MetricsExposer(const MetricsExposer&) = delete;
   MetricsExposer& operator=(const MetricsExposer&) = delete;
 
-  bool enabled() const { return exposer_ != nullptr; }
+  bool enabled() const { return listener_ != nullptr; }
   // The bound port; 0 when disabled.
   int port() const { return port_; }
 
  private:
   MetricsExposer() = default;
-  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<HttpListener> listener_;
   int port_ = 0;
 };
 
