@@ -353,7 +353,7 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateTorchBackend(const BackendOptions
     info.default_attention = options.attention;
     info.default_attention_options = options.attention_options;
     info.position_modes = positions::PositionSchemeNames();
-    info.default_position_mode = options.position_mode.empty() ? "interpolate" : options.position_mode;
+    info.default_position_mode = options.position_mode.empty() ? "grouped,logscale" : options.position_mode;
     if (options.max_tokens_per_document < 1) {
       return absl::InvalidArgumentError("--max_tokens_per_document must be at least 1");
     }
