@@ -5,6 +5,8 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <fstream>
+#include <sstream>
 #include <thread>
 #include <utility>
 
@@ -38,6 +40,38 @@ absl::Status SplitHostPort(const std::string& address, std::string* host, std::s
 }
 
 }  // namespace
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials(
+    const ConnectOptions& options) {
+  if (!options.UsesTls()) {
+    if (!options.tls_server_name.empty()) {
+      return absl::InvalidArgumentError("--tls_server_name needs TLS (--tls or --tls_ca)");
+    }
+    return grpc::InsecureChannelCredentials();
+  }
+  if (options.tls_cert.empty() != options.tls_key.empty()) {
+    return absl::InvalidArgumentError(
+        "--tls_cert and --tls_key go together (the client certificate for mutual TLS and its "
+        "key)");
+  }
+  grpc::SslCredentialsOptions ssl;
+  const std::pair<const char*, std::string*> files[] = {{"tls_ca", &ssl.pem_root_certs},
+                                                        {"tls_cert", &ssl.pem_cert_chain},
+                                                        {"tls_key", &ssl.pem_private_key}};
+  const std::string* paths[] = {&options.tls_ca, &options.tls_cert, &options.tls_key};
+  for (int i = 0; i < 3; ++i) {
+    if (paths[i]->empty()) continue;
+    std::ifstream in(*paths[i], std::ios::binary);
+    std::stringstream ss;
+    if (in) ss << in.rdbuf();
+    if (!in || ss.str().empty() || !absl::StrContains(ss.str(), "-----BEGIN ")) {
+      return absl::InvalidArgumentError(absl::StrCat("--", files[i].first, "=", *paths[i],
+                                                     ": cannot read a PEM file there"));
+    }
+    *files[i].second = ss.str();
+  }
+  return grpc::SslCredentials(ssl);
+}
 
 absl::StatusOr<std::string> ChannelTarget(const std::string& servers) {
   if (servers.empty()) return absl::InvalidArgumentError("--server is empty");
@@ -150,7 +184,13 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ConnectOptions& op
   args.SetLoadBalancingPolicyName("round_robin");
   args.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   args.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
-  auto channel = grpc::CreateCustomChannel(*target, grpc::InsecureChannelCredentials(), args);
+  if (!options.tls_server_name.empty()) {
+    args.SetSslTargetNameOverride(options.tls_server_name);
+  }
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      ChannelCredentials(options);
+  if (!credentials.ok()) return credentials.status();
+  auto channel = grpc::CreateCustomChannel(*target, *credentials, args);
   return std::unique_ptr<Client>(new Client(options, std::move(channel)));
 }
 
@@ -159,6 +199,9 @@ std::unique_ptr<grpc::ClientContext> Client::NewContext() const {
   if (options_.timeout > absl::ZeroDuration() && options_.timeout != absl::InfiniteDuration()) {
     ctx->set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout));
   }
+  // Per call rather than as call credentials: gRPC refuses call credentials on plain-text
+  // channels, and keys must also work behind a TLS-terminating proxy.
+  if (!options_.api_key.empty()) ctx->AddMetadata("authorization", "Bearer " + options_.api_key);
   return ctx;
 }
 

@@ -26,7 +26,25 @@ struct ConnectOptions {
   std::string servers = "127.0.0.1:50051";
   absl::Duration timeout = absl::Seconds(60);  // deadline of each call
   int64_t max_message_bytes = 64ll << 20;
+  // TLS (docs/SECURITY.md). On when `tls` is set or any file is given; `tls_ca` = PEM file of
+  // the CA that signed the server's certificate (empty: the system's roots); `tls_cert` +
+  // `tls_key` = the client's certificate and key for mutual TLS; `tls_server_name` overrides the
+  // name checked against the server certificate (default: the host of `servers`).
+  bool tls = false;
+  std::string tls_ca;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_server_name;
+  // Sent as "authorization: Bearer <api_key>" on every call when not empty.
+  std::string api_key;
+
+  bool UsesTls() const { return tls || !tls_ca.empty() || !tls_cert.empty() || !tls_key.empty(); }
 };
+
+// The channel credentials of `options`: insecure, or TLS with the PEM files read (errors name
+// the flag and the file).
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials(
+    const ConnectOptions& options);
 
 // The gRPC target for --server: "dns:///host:port" for one name (all its addresses, round
 // robin), "ipv4:a:1,b:2" / "ipv6:[..]:1,..." for lists of literals; names in a list are

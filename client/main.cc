@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -34,6 +35,19 @@
 ABSL_FLAG(std::string, server, "127.0.0.1:50051",
           "Server address: HOST:PORT, several comma-separated (round robin), a DNS name whose "
           "addresses are balanced round robin, or a gRPC target (dns:///, ipv4:, unix:).");
+ABSL_FLAG(bool, tls, false,
+          "Connect with TLS, trusting the system's CA roots (implied by --tls_ca, --tls_cert).");
+ABSL_FLAG(std::string, tls_ca, "",
+          "TLS: PEM file of the CA that signed the server's certificate (implies --tls).");
+ABSL_FLAG(std::string, tls_cert, "",
+          "Mutual TLS: this client's certificate chain (PEM); needs --tls_key.");
+ABSL_FLAG(std::string, tls_key, "", "Mutual TLS: the private key (PEM) of --tls_cert.");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "TLS: the name to check the server's certificate against, when it differs from the "
+          "host of --server (e.g. connecting by IP to a certificate for a DNS name).");
+ABSL_FLAG(std::string, api_key, "",
+          "API key, sent as 'authorization: Bearer KEY'. Empty: $LONGENC_API_KEY (keeps the key "
+          "out of shell history and ps).");
 ABSL_FLAG(absl::Duration, timeout, absl::Seconds(120), "Deadline of each call (e.g. 30s, 5m).");
 ABSL_FLAG(std::string, format, "jsonl",
           "Output of embed: json (one array), jsonl (one object a line), npy (float32 [N, dim]); "
@@ -88,6 +102,8 @@ int Report(const absl::Status& s, const std::string& what) {
     case absl::StatusCode::kFailedPrecondition:
     case absl::StatusCode::kOutOfRange:
     case absl::StatusCode::kUnimplemented:
+    case absl::StatusCode::kUnauthenticated:
+    case absl::StatusCode::kPermissionDenied:
       return kRejected;
     default:
       return kFailure;
@@ -99,10 +115,27 @@ int InputError(const std::string& message) {
   return kInput;
 }
 
+// A channel that cannot be set up: a bad flag or file is a usage error (2), not the server's.
+int ConnectFailed(const absl::Status& s) {
+  if (s.code() != absl::StatusCode::kInvalidArgument) return Report(s, "connect");
+  std::fprintf(stderr, "longenc: %s\n", std::string(s.message()).c_str());
+  return kUsage;
+}
+
 absl::StatusOr<std::unique_ptr<Client>> Connect() {
   ConnectOptions o;
   o.servers = absl::GetFlag(FLAGS_server);
   o.timeout = absl::GetFlag(FLAGS_timeout);
+  o.tls = absl::GetFlag(FLAGS_tls);
+  o.tls_ca = absl::GetFlag(FLAGS_tls_ca);
+  o.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  o.tls_key = absl::GetFlag(FLAGS_tls_key);
+  o.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
+  o.api_key = absl::GetFlag(FLAGS_api_key);
+  if (o.api_key.empty()) {
+    const char* env = std::getenv("LONGENC_API_KEY");
+    if (env != nullptr) o.api_key = env;
+  }
   return Client::Connect(o);
 }
 
@@ -210,7 +243,7 @@ int Embed(const std::vector<std::string>& args) {
   std::vector<longenc::v1::Document> docs;
   if (int rc = ReadDocuments(args, &docs); rc != 0) return rc;
   auto client = Connect();
-  if (!client.ok()) return Report(client.status(), "connect");
+  if (!client.ok()) return ConnectFailed(client.status());
   const std::string progress_flag = absl::GetFlag(FLAGS_progress);
   const bool progress = progress_flag == "always" ||
                         (progress_flag == "auto" && isatty(2) && docs.size() >= 64);
@@ -251,7 +284,7 @@ int Tokenize(const std::vector<std::string>& args) {
   }
   if (texts.empty()) return InputError("no texts (give them as arguments or on stdin)");
   auto client = Connect();
-  if (!client.ok()) return Report(client.status(), "connect");
+  if (!client.ok()) return ConnectFailed(client.status());
   absl::StatusOr<longenc::v1::TokenizeResponse> r = (*client)->Tokenize(texts);
   if (!r.ok()) return Report(r.status(), "tokenize");
   for (const auto& t : r->results()) {
@@ -267,7 +300,7 @@ int Tokenize(const std::vector<std::string>& args) {
 
 int Info() {
   auto client = Connect();
-  if (!client.ok()) return Report(client.status(), "connect");
+  if (!client.ok()) return ConnectFailed(client.status());
   absl::StatusOr<longenc::v1::GetInfoResponse> info = (*client)->GetInfo();
   if (!info.ok()) return Report(info.status(), "info");
   std::string json;
@@ -282,7 +315,7 @@ int Info() {
 
 int HealthCommand() {
   auto client = Connect();
-  if (!client.ok()) return Report(client.status(), "connect");
+  if (!client.ok()) return ConnectFailed(client.status());
   absl::StatusOr<Health> h = (*client)->CheckHealth(absl::GetFlag(FLAGS_service));
   if (!h.ok()) return Report(h.status(), "health");
   const char* name = *h == Health::kServing      ? "SERVING"
@@ -307,7 +340,7 @@ int Bench() {
   }
   o.options = *options;
   auto client = Connect();
-  if (!client.ok()) return Report(client.status(), "connect");
+  if (!client.ok()) return ConnectFailed(client.status());
   const std::string bench_file = absl::GetFlag(FLAGS_bench_file);
   if (!bench_file.empty()) {
     // Tokenize the file's lines once through the server, so calls carry ids like generated ones.

@@ -62,6 +62,19 @@ ABSL_FLAG(absl::Duration, shutdown_timeout, absl::Seconds(30),
 ABSL_FLAG(std::string, metrics_address, "0.0.0.0:9464",
           "Prometheus /metrics listener, HOST:PORT; port 0 disables metrics.");
 
+ABSL_FLAG(std::string, tls_cert, "",
+          "TLS on the gRPC port: the server's certificate chain (PEM, its own certificate "
+          "first). Needs --tls_key. Empty = plain text. See docs/SECURITY.md.");
+ABSL_FLAG(std::string, tls_key, "", "The private key (PEM, unencrypted) of --tls_cert.");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "Mutual TLS: CA certificate(s) (PEM) that client certificates must chain to; "
+          "clients without such a certificate fail the handshake. Needs --tls_cert.");
+ABSL_FLAG(std::string, api_keys_file, "",
+          "Bearer-token authentication: a file with one API key per line ('NAME KEY' or 'KEY'; "
+          "'#' comments). Every longenc.v1.Encoder call then needs metadata 'authorization: "
+          "Bearer KEY' (else UNAUTHENTICATED); health and reflection stay open. Read at "
+          "start-up.");
+
 namespace longenc::server {
 namespace {
 
@@ -181,6 +194,10 @@ absl::StatusOr<ServerOptions> OptionsFromFlags() {
   o.stream_window = absl::GetFlag(FLAGS_stream_window);
   o.shutdown_timeout = absl::GetFlag(FLAGS_shutdown_timeout);
   o.metrics_address = absl::GetFlag(FLAGS_metrics_address);
+  o.security.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  o.security.tls_key = absl::GetFlag(FLAGS_tls_key);
+  o.security.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  o.security.api_keys_file = absl::GetFlag(FLAGS_api_keys_file);
   absl::Status s = ValidateOptions(o);
   if (!s.ok()) return s;
   return o;

@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "model/backend.h"
 #include "server/batching/batcher.h"
+#include "server/security.h"
 
 namespace longenc::server {
 
@@ -37,6 +38,8 @@ struct ServerOptions {
   int64_t stream_window = 16;               // EmbedStream requests read ahead per stream
   absl::Duration shutdown_timeout = absl::Seconds(30);
   std::string metrics_address = "0.0.0.0:9464";
+  SecurityFiles security;                   // --tls_cert, --tls_key, --tls_client_ca,
+                                            // --api_keys_file (loaded by LoadServerSecurity)
 };
 
 // The model directory used when --model_dir is empty: $LONGENC_MODEL_DIR if set, else the

@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/runtime.h"
+#include "server/security.h"
 #include "server/service_observer.h"
 
 namespace longenc::server {
@@ -27,6 +28,8 @@ class EncoderServer {
     std::string host = "0.0.0.0";
     int port = 50051;  // 0 = pick a free port
     ServiceLimits limits;
+    // TLS / mTLS and API keys (LoadServerSecurity); default: plain text, no authentication.
+    ServerSecurity security;
   };
 
   // `observer` may be null and must outlive the server.

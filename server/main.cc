@@ -18,6 +18,7 @@
 #include "server/grpc_server.h"
 #include "server/metrics/metrics.h"
 #include "server/metrics/observers.h"
+#include "server/security.h"
 
 namespace longenc::server {
 namespace {
@@ -33,6 +34,13 @@ int Run(int argc, char** argv) {
   absl::StatusOr<ServerOptions> options = OptionsFromFlags();
   if (!options.ok()) {
     std::fprintf(stderr, "longenc-server: %s\n", std::string(options.status().message()).c_str());
+    return 2;
+  }
+  // TLS files and API keys are read and checked before anything listens: a bad file refuses
+  // start-up (exit 2) with a message naming the flag and the file.
+  absl::StatusOr<ServerSecurity> security = LoadServerSecurity(options->security);
+  if (!security.ok()) {
+    std::fprintf(stderr, "longenc-server: %s\n", std::string(security.status().message()).c_str());
     return 2;
   }
 
@@ -66,11 +74,18 @@ int Run(int argc, char** argv) {
   server_options.limits.max_queue_documents = options->max_queue;
   server_options.limits.max_batch_delay = options->max_batch_delay;
   server_options.limits.stream_window = options->stream_window;
+  server_options.security = *security;
   absl::StatusOr<std::unique_ptr<EncoderServer>> server =
       EncoderServer::Start(server_options, service_observer);
   if (!server.ok()) return Fail("listen", server.status());
-  std::fprintf(stderr, "longenc-server: listening on %s (loading model from %s)\n",
-               (*server)->address().c_str(), options->model_dir.c_str());
+  std::fprintf(stderr, "longenc-server: listening on %s, %s (loading model from %s)\n",
+               (*server)->address().c_str(), security->Describe().c_str(),
+               options->model_dir.c_str());
+  if (security->api_keys != nullptr && !security->tls) {
+    std::fprintf(stderr,
+                 "longenc-server: warning: --api_keys_file without --tls_cert: keys cross the "
+                 "network in plain text (fine behind a TLS-terminating proxy or on loopback)\n");
+  }
   if (!options->port_file.empty()) {
     std::ofstream(options->port_file) << (*server)->port() << "\n";
   }
