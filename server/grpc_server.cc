@@ -1,5 +1,6 @@
 #include "server/grpc_server.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -70,10 +71,16 @@ void EncoderServer::Attach(const Runtime& runtime) {
 void EncoderServer::Drain(absl::Duration timeout) {
   if (impl_ == nullptr || impl_->drained) return;
   impl_->drained = true;
+  const absl::Time not_serving_since = absl::Now();
   impl_->SetServing(false);
   impl_->service.SetDraining();
   // Admitted work finishes (and completes its calls) before the server stops.
   if (impl_->runtime.batcher != nullptr) impl_->runtime.batcher->Drain();
+  // gRPC's Shutdown() cancels (CANCELLED, not safely retryable) every call that reaches the
+  // server between its start and the client reading the GOAWAY. Clients that watch health
+  // (healthCheckConfig) stop picking this server once NOT_SERVING reaches them, so give them
+  // that long; calls arriving meanwhile get UNAVAILABLE "server is draining", safe to retry.
+  absl::SleepFor(std::min(kHealthGrace, timeout) - (absl::Now() - not_serving_since));
   impl_->server->Shutdown(absl::ToChronoTime(absl::Now() + timeout));
   impl_->server->Wait();
 }

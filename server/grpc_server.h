@@ -5,7 +5,8 @@
 //
 // Lifecycle: Start() listens at once with health NOT_SERVING and every call UNAVAILABLE; Attach()
 // hands over the loaded runtime and turns health SERVING; Drain() turns health NOT_SERVING, makes
-// new calls UNAVAILABLE, lets the batcher finish all admitted work, then shuts the server down.
+// new calls UNAVAILABLE, lets the batcher finish all admitted work, waits kHealthGrace so that
+// health-watching clients leave, then shuts the server down.
 //
 // Thread-safety: Attach() and Drain() may be called from any one thread; port() any time.
 #ifndef LONGENC_SERVER_GRPC_SERVER_H_
@@ -47,7 +48,10 @@ class EncoderServer {
 
   void Attach(const Runtime& runtime);
   // `timeout` bounds how long open calls (e.g. idle streams) may stay after the queue emptied.
+  // Shutdown starts no sooner than min(kHealthGrace, timeout) after health went NOT_SERVING.
   void Drain(absl::Duration timeout);
+  // How long a client's health watch gets to learn NOT_SERVING and move its calls elsewhere.
+  static constexpr absl::Duration kHealthGrace = absl::Seconds(1);
 
  private:
   struct Impl;
