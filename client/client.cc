@@ -39,6 +39,11 @@ absl::Status SplitHostPort(const std::string& address, std::string* host, std::s
   return absl::OkStatus();
 }
 
+constexpr char kRoundRobinConfig[] = R"({"loadBalancingConfig": [{"round_robin": {}}]})";
+// A subchannel whose longenc.v1.Encoder health is not SERVING gets no calls.
+constexpr char kWatchHealthConfig[] =
+    R"({"loadBalancingConfig": [{"round_robin": {}}],
+        "healthCheckConfig": {"serviceName": "longenc.v1.Encoder"}})";
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials(
@@ -181,7 +186,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ConnectOptions& op
   absl::StatusOr<std::string> target = ChannelTarget(options.servers);
   if (!target.ok()) return target.status();
   grpc::ChannelArguments args;
-  args.SetLoadBalancingPolicyName("round_robin");
+  args.SetServiceConfigJSON(options.skip_unhealthy ? kWatchHealthConfig : kRoundRobinConfig);
   args.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   args.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
   if (!options.tls_server_name.empty()) {

@@ -37,6 +37,9 @@ struct ConnectOptions {
   std::string tls_server_name;
   // Sent as "authorization: Bearer <api_key>" on every call when not empty.
   std::string api_key;
+  // Watch each server's health (gRPC client-side health checking) and send no calls to one that
+  // reports NOT_SERVING, e.g. a draining replica. Off for `longenc health`, which must reach it.
+  bool skip_unhealthy = true;
 
   bool UsesTls() const { return tls || !tls_ca.empty() || !tls_cert.empty() || !tls_key.empty(); }
 };

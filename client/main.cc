@@ -122,8 +122,9 @@ int ConnectFailed(const absl::Status& s) {
   return kUsage;
 }
 
-absl::StatusOr<std::unique_ptr<Client>> Connect() {
+absl::StatusOr<std::unique_ptr<Client>> Connect(bool skip_unhealthy = true) {
   ConnectOptions o;
+  o.skip_unhealthy = skip_unhealthy;
   o.servers = absl::GetFlag(FLAGS_server);
   o.timeout = absl::GetFlag(FLAGS_timeout);
   o.tls = absl::GetFlag(FLAGS_tls);
@@ -314,7 +315,7 @@ int Info() {
 }
 
 int HealthCommand() {
-  auto client = Connect();
+  auto client = Connect(/*skip_unhealthy=*/false);
   if (!client.ok()) return ConnectFailed(client.status());
   absl::StatusOr<Health> h = (*client)->CheckHealth(absl::GetFlag(FLAGS_service));
   if (!h.ok()) return Report(h.status(), "health");
