@@ -113,6 +113,25 @@ torch::Tensor DispatchByLength(const torch::Tensor& q_in, const torch::Tensor& k
   return out.to(q_in.scalar_type());
 }
 
+torch::Tensor RunInHeadGroups(
+    int64_t batch, int64_t heads, int64_t n,
+    const std::function<torch::Tensor(const torch::indexing::Slice& heads)>& per_group,
+    int64_t tokens_per_group) {
+  const int64_t group =
+      std::clamp<int64_t>(tokens_per_group / std::max<int64_t>(1, batch * n), 1, heads);
+  if (group >= heads) return per_group(Slice(0, heads));
+  std::vector<torch::Tensor> outs;
+  for (int64_t h0 = 0; h0 < heads; h0 += group) {
+    outs.push_back(per_group(Slice(h0, std::min(heads, h0 + group))));
+  }
+  return torch::cat(outs, 1);
+}
+
+const torch::Tensor& StateOn(torch::Tensor& state, const torch::Device& device) {
+  if (state.defined() && state.device() != device) state = state.to(device);
+  return state;
+}
+
 absl::StatusOr<int64_t> ReadMinLenEfficient(OptionReader& reader) {
   return reader.Int("min_len_efficient", kDefaultMinLenEfficient, 0,
                     std::numeric_limits<int64_t>::max());

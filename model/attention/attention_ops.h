@@ -52,6 +52,21 @@ torch::Tensor DispatchByLength(const torch::Tensor& q, const torch::Tensor& k,
                                const torch::Tensor& v, const torch::Tensor& key_valid,
                                int64_t min_len, const Core& efficient);
 
+// Batch · tokens per head group of RunInHeadGroups: 4 heads of a 32k-token document at once.
+inline constexpr int64_t kTokensPerHeadGroup = int64_t{1} << 17;
+
+// Heads are independent in every variant: runs `per_group` on consecutive head ranges of at
+// most max(1, tokens_per_group / (batch · n)) heads and concatenates the [B, h, N, D] results
+// along the head dimension, which bounds the per-call memory of the intermediates.
+torch::Tensor RunInHeadGroups(
+    int64_t batch, int64_t heads, int64_t n,
+    const std::function<torch::Tensor(const torch::indexing::Slice& heads)>& per_group,
+    int64_t tokens_per_group = kTokensPerHeadGroup);
+
+// Moves per-(layer, head) state created at load (hash planes, projections, surrogates) to
+// `device` on first use there and returns it; later calls on the same device are free.
+const torch::Tensor& StateOn(torch::Tensor& state, const torch::Device& device);
+
 // Reads the `min_len_efficient` option shared by the approximate variants.
 absl::StatusOr<int64_t> ReadMinLenEfficient(OptionReader& reader);
 

@@ -10,7 +10,9 @@
 //   clusters           int   default 100  C; plain clustered needs more clusters than
 //                                         i-clustered for the same error (spec §2.5)
 //   bits               int   default 63   hash planes (1..63)
-//   iterations         int   default 10   Lloyd rounds
+//   iterations         int   default 10   Lloyd rounds in Hamming space
+//   refine             int   default 0    Lloyd rounds on the raw queries afterwards (L2; see
+//                                         iclustered_attention.cc); 0 = the paper's algorithm
 //   hash_bias          bool  default 1    random plane offsets (Hamming ~ L2 distance)
 //   min_len_efficient  int   default 512  rows with fewer valid tokens run exact attention
 //

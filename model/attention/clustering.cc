@@ -15,21 +15,26 @@ namespace {
 using torch::indexing::Slice;
 
 constexpr uint64_t kPlaneStream = 0x636c7573;  // "clus"
-// Batch · tokens per head group: 4 heads of a 32k-token document at a time.
-constexpr int64_t kTokensPerHeadGroup = int64_t{1} << 17;
-// Bytes of gathered keys + values per query block in the i-clustered sparse part.
-constexpr int64_t kGatherBlockBytes = 64 << 20;
+// Queries per tile of the i-clustered sparse product: each tile holds queries of one cluster.
+constexpr int64_t kTileRows = 32;
 
 // Centroid of each cluster: mean of its valid queries. A one-hot GEMM rather than a scatter so
-// the sums have a fixed order on every device. Returns [B, H, C, D] and the effective
-// (clamped, P5) counts.
-torch::Tensor Centroids(const torch::Tensor& q, const torch::Tensor& assign, int64_t clusters) {
+// the sums have a fixed order on every device. Returns [B, H, C, D] and the raw counts
+// [B, H, C] (the division clamps them to 1, P5).
+std::pair<torch::Tensor, torch::Tensor> CentroidsAndCounts(const torch::Tensor& q,
+                                                           const torch::Tensor& assign,
+                                                           int64_t clusters) {
   const auto sizes = q.sizes();
   torch::Tensor onehot = torch::zeros({sizes[0], sizes[1], sizes[2], clusters + 1}, q.options())
                              .scatter_(3, assign.unsqueeze(-1), 1.0)
                              .index({Slice(), Slice(), Slice(), Slice(0, clusters)});  // [B,H,N,C]
-  const torch::Tensor counts = onehot.sum(2).clamp_min(1.0);                           // [B,H,C]
-  return torch::matmul(onehot.transpose(-1, -2), q) / counts.unsqueeze(-1);
+  const torch::Tensor counts = onehot.sum(2);                                          // [B,H,C]
+  return {torch::matmul(onehot.transpose(-1, -2), q) / counts.clamp_min(1.0).unsqueeze(-1),
+          counts};
+}
+
+torch::Tensor Centroids(const torch::Tensor& q, const torch::Tensor& assign, int64_t clusters) {
+  return CentroidsAndCounts(q, assign, clusters).first;
 }
 
 // Masked centroid logits s · Qc kᵀ, -inf on padded keys: [B, H, C, N].
@@ -56,6 +61,7 @@ absl::StatusOr<ClusteringOptions> ReadClusteringOptions(OptionReader& reader,
   ASSIGN_OR_RETURN(options.clusters, reader.Int("clusters", defaults.clusters, 1, 1 << 16));
   ASSIGN_OR_RETURN(options.bits, reader.Int("bits", defaults.bits, 1, 63));
   ASSIGN_OR_RETURN(options.iterations, reader.Int("iterations", defaults.iterations, 0, 1000));
+  ASSIGN_OR_RETURN(options.refine, reader.Int("refine", defaults.refine, 0, 1000));
   ASSIGN_OR_RETURN(options.hash_bias, reader.Bool("hash_bias", defaults.hash_bias));
   if (with_topk) {
     ASSIGN_OR_RETURN(options.topk, reader.Int("topk", defaults.topk, 1, 1 << 20));
@@ -144,6 +150,26 @@ torch::Tensor HammingClusters(const torch::Tensor& bits, const torch::Tensor& ke
   return torch::where(n_valid.le(clusters), identity, assign);
 }
 
+torch::Tensor RefineClusters(const torch::Tensor& q, const torch::Tensor& key_valid,
+                             const torch::Tensor& assign, int64_t clusters, int64_t rounds) {
+  if (rounds <= 0) return assign;
+  const int64_t batch = q.size(0), heads = q.size(1), n = q.size(2);
+  const torch::Tensor invalid = key_valid.logical_not().unsqueeze(1).expand({batch, heads, n});
+  torch::Tensor refined = assign;
+  for (int64_t round = 0; round < rounds; ++round) {
+    const auto [centroids, counts] = CentroidsAndCounts(q, refined, clusters);  // [B,H,C,D]
+    // ‖q − c‖² up to the per-query constant ‖q‖²; an empty cluster stays empty.
+    const torch::Tensor dist =
+        (centroids.pow(2).sum(-1).unsqueeze(-2) -
+         2 * torch::matmul(q, centroids.transpose(-1, -2)))
+            .masked_fill(counts.eq(0).unsqueeze(-2), std::numeric_limits<float>::infinity());
+    refined = dist.argmin(-1).masked_fill(invalid, clusters);  // ties -> lowest id
+  }
+  // Rows with at most C valid queries keep their one-query clusters (exact).
+  const torch::Tensor n_valid = key_valid.sum(-1).view({batch, 1, 1});
+  return torch::where(n_valid.le(clusters), assign, refined);
+}
+
 torch::Tensor ClusteredCore(const torch::Tensor& q, const torch::Tensor& k,
                             const torch::Tensor& v, const torch::Tensor& key_valid,
                             const torch::Tensor& assign, int64_t clusters,
@@ -162,12 +188,13 @@ torch::Tensor ImprovedClusteredCore(const torch::Tensor& q, const torch::Tensor&
                                     const torch::Tensor& assign, int64_t clusters, int64_t topk,
                                     torch::Tensor* weights) {
   const int64_t batch = q.size(0), heads = q.size(1), n = q.size(2), dim = q.size(3);
+  const int64_t bh = batch * heads;
   const double scale = 1.0 / std::sqrt(static_cast<double>(dim));
   const int64_t kk = std::min(topk, n);
+  const auto long_opts = q.options().dtype(torch::kLong);
   const torch::Tensor centroids = Centroids(q, assign, clusters);
   const torch::Tensor logits = CentroidLogits(centroids, k, key_valid);  // [B,H,C,N]
   const auto [top_logits, top_idx] = torch::topk(logits, kk, -1);        // [B,H,C,kk]
-  const torch::Tensor slot_ok = torch::isfinite(top_logits);             // per slot (P4)
   // Mass of the centroid's attention on its top-k keys, from log-sum-exps (no 1 - x
   // cancellation when it is close to 1).
   const torch::Tensor top_mass =
@@ -176,33 +203,89 @@ torch::Tensor ImprovedClusteredCore(const torch::Tensor& q, const torch::Tensor&
       torch::softmax(logits, -1).scatter(-1, top_idx, 0.0);              // [B,H,C,N]
   const torch::Tensor bottom_out = torch::matmul(bottom_attn, v);        // [B,H,C,D]
 
-  torch::Tensor out = torch::empty_like(q);
-  if (weights != nullptr) *weights = RowsFor(bottom_attn, assign, clusters).contiguous();
-  const int64_t block = std::max<int64_t>(
-      1, kGatherBlockBytes / std::max<int64_t>(1, batch * heads * kk * dim * 4 * 2));
-  for (int64_t start = 0; start < n; start += block) {
-    const int64_t end = std::min(n, start + block), m = end - start;
-    const Slice rows(start, end);
-    const torch::Tensor a = assign.index({Slice(), Slice(), rows});               // [B,H,m]
-    const torch::Tensor keys_idx = RowsFor(top_idx, a, clusters);                 // [B,H,m,kk]
-    const torch::Tensor ok = RowsFor(slot_ok.to(torch::kByte), a, clusters).to(torch::kBool);
-    const torch::Tensor flat = keys_idx.reshape({batch, heads, m * kk, 1}).expand({-1, -1, -1, dim});
-    const torch::Tensor kg = k.gather(2, flat).view({batch, heads, m, kk, dim});
-    const torch::Tensor vg = v.gather(2, flat).view({batch, heads, m, kk, dim});
-    const torch::Tensor qb = q.index({Slice(), Slice(), rows}).unsqueeze(-1);     // [B,H,m,D,1]
-    const torch::Tensor lg =
-        (torch::matmul(kg, qb).squeeze(-1) * scale)
-            .masked_fill(ok.logical_not(), -std::numeric_limits<float>::infinity());
-    const torch::Tensor mass = RowsFor(top_mass.unsqueeze(-1), a, clusters);      // [B,H,m,1]
-    const torch::Tensor p = torch::softmax(lg, -1) * mass;                        // [B,H,m,kk]
-    const torch::Tensor top_out = torch::matmul(p.unsqueeze(-2), vg).squeeze(-2); // [B,H,m,D]
-    out.index_put_({Slice(), Slice(), rows}, RowsFor(bottom_out, a, clusters) + top_out);
+  // Each cluster's top-k keys and values, gathered once per cluster: [BH·C, kk, D]. A top-k
+  // slot on a padded key (-inf logit: fewer than kk valid keys) is masked per (b, h, cluster,
+  // slot) (P4).
+  const torch::Tensor cluster_base = torch::arange(bh, long_opts).mul(n).view({batch, heads, 1, 1});
+  const torch::Tensor top_rows = (top_idx + cluster_base).reshape(-1);
+  const torch::Tensor k_top = k.reshape({bh * n, dim}).index_select(0, top_rows)
+                                  .view({bh * clusters, kk, dim});
+  const torch::Tensor v_top = v.reshape({bh * n, dim}).index_select(0, top_rows)
+                                  .view({bh * clusters, kk, dim});
+  const torch::Tensor slot_bias =
+      torch::zeros_like(top_logits)
+          .masked_fill(torch::isfinite(top_logits).logical_not(),
+                       -std::numeric_limits<float>::infinity())
+          .view({bh * clusters, 1, kk});
+
+  // Cluster-tiled sparse product (the layout of the official clustered kernels): queries are
+  // sorted by (head, cluster) and cut into tiles of kTileRows queries of one cluster, so every
+  // tile multiplies its queries with one [kk, D] block in a batched GEMM. Memory and time are
+  // O(N·kk) per head; no per-query copy of keys or values is made.
+  const torch::Tensor cluster_of =
+      (assign + torch::arange(bh, long_opts).mul(clusters + 1).view({batch, heads, 1}))
+          .reshape(-1);                                                   // [BH·N], padded: C
+  const torch::Tensor order = std::get<1>(torch::sort(cluster_of, /*stable=*/true));
+  const torch::Tensor counts_all =
+      torch::bincount(cluster_of, /*weights=*/{}, bh * (clusters + 1)).view({bh, clusters + 1});
+  const torch::Tensor starts_all =
+      (counts_all.reshape(-1).cumsum(0) - counts_all.reshape(-1)).view({bh, clusters + 1});
+  const torch::Tensor counts =
+      counts_all.index({Slice(), Slice(0, clusters)}).reshape(-1);        // [BH·C]
+  const torch::Tensor starts = starts_all.index({Slice(), Slice(0, clusters)}).reshape(-1);
+  const torch::Tensor tiles_per_cluster =
+      torch::div(counts + (kTileRows - 1), kTileRows, "floor");           // [BH·C]
+  const torch::Tensor tile_cluster = torch::repeat_interleave(tiles_per_cluster);  // [T]
+  const int64_t num_tiles = tile_cluster.size(0);
+  torch::Tensor out = torch::zeros({bh * n, dim}, q.options());
+  torch::Tensor top_p, top_cols;  // per query [BH·N, kk], weights only
+  if (weights != nullptr) {
+    top_p = torch::zeros({bh * n, kk}, q.options());
+    top_cols = torch::zeros({bh * n, kk}, long_opts);
+  }
+  if (num_tiles > 0) {
+    const torch::Tensor first_tile =
+        tiles_per_cluster.cumsum(0) - tiles_per_cluster;                  // [BH·C]
+    const torch::Tensor rank =
+        torch::arange(num_tiles, long_opts) - first_tile.index_select(0, tile_cluster);
+    const torch::Tensor slot = rank.mul(kTileRows).unsqueeze(-1) +
+                               torch::arange(kTileRows, long_opts);       // [T, R]
+    const torch::Tensor slot_ok = slot.lt(counts.index_select(0, tile_cluster).unsqueeze(-1));
+    const torch::Tensor sorted_pos =
+        (starts.index_select(0, tile_cluster).unsqueeze(-1) + slot).clamp_max(bh * n - 1);
+    const torch::Tensor query_row = order.index_select(0, sorted_pos.reshape(-1));  // [T·R]
+    const torch::Tensor qt = q.reshape({bh * n, dim}).index_select(0, query_row)
+                                 .view({num_tiles, kTileRows, dim});
+    const torch::Tensor lg = torch::baddbmm(slot_bias.index_select(0, tile_cluster), qt,
+                                            k_top.index_select(0, tile_cluster).transpose(1, 2),
+                                            /*beta=*/1.0, /*alpha=*/scale);  // [T, R, kk]
+    const torch::Tensor p = torch::softmax(lg, -1) *
+                            top_mass.reshape(-1).index_select(0, tile_cluster).view({-1, 1, 1});
+    const torch::Tensor top_out = torch::bmm(p, v_top.index_select(0, tile_cluster)) +
+                                  bottom_out.reshape({bh * clusters, 1, dim})
+                                      .index_select(0, tile_cluster);     // [T, R, D]
+    // Back to query order; padding slots of the last tile of each cluster are dropped.
+    const torch::Tensor keep = slot_ok.reshape(-1).nonzero().squeeze(-1);
+    const torch::Tensor rows = query_row.index_select(0, keep);
+    out.index_copy_(0, rows, top_out.reshape({-1, dim}).index_select(0, keep));
     if (weights != nullptr) {
-      weights->index({Slice(), Slice(), rows}).scatter_(-1, keys_idx, p);
+      top_p.index_copy_(0, rows, p.reshape({-1, kk}).index_select(0, keep));
+      const torch::Tensor cols = top_idx.reshape({bh * clusters, kk})
+                                     .index_select(0, tile_cluster)
+                                     .unsqueeze(1)
+                                     .expand({-1, kTileRows, -1})
+                                     .reshape({-1, kk});
+      top_cols.index_copy_(0, rows, cols.index_select(0, keep));
     }
   }
-  if (weights != nullptr) *weights = ZeroPaddedQueries(*weights, key_valid);
-  return ZeroPaddedQueries(out, key_valid);
+  if (weights != nullptr) {
+    *weights = RowsFor(bottom_attn, assign, clusters)
+                   .reshape({bh * n, n})
+                   .scatter(1, top_cols, top_p)
+                   .view({batch, heads, n, n});
+    *weights = ZeroPaddedQueries(*weights, key_valid);
+  }
+  return ZeroPaddedQueries(out.view({batch, heads, n, dim}), key_valid);
 }
 
 ClusteredFamilyAttention::ClusteredFamilyAttention(std::string name,
@@ -218,23 +301,19 @@ torch::Tensor ClusteredFamilyAttention::Forward(const torch::Tensor& q, const to
       q, k, v, key_valid, options_.min_len_efficient,
       [this](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
              const torch::Tensor& valid) {
-        if (planes_.device() != q.device()) planes_ = planes_.to(q.device());
-        // Heads are independent: run them in groups to bound the per-call memory.
-        const int64_t heads = q.size(1);
-        const int64_t group = std::clamp<int64_t>(
-            kTokensPerHeadGroup / std::max<int64_t>(1, q.size(0) * q.size(2)), 1, heads);
-        std::vector<torch::Tensor> outs;
-        for (int64_t h0 = 0; h0 < heads; h0 += group) {
-          const Slice hs(h0, std::min(heads, h0 + group));
+        const torch::Tensor& planes = StateOn(planes_, q.device());
+        return RunInHeadGroups(q.size(0), q.size(1), q.size(2), [&](const Slice& hs) {
           const torch::Tensor qh = q.index({Slice(), hs}), kh = k.index({Slice(), hs}),
                               vh = v.index({Slice(), hs});
-          const torch::Tensor assign = HammingClusters(HashBits(qh, planes_.index({hs})), valid,
-                                                       options_.clusters, options_.iterations);
-          outs.push_back(improved_ ? ImprovedClusteredCore(qh, kh, vh, valid, assign,
-                                                           options_.clusters, options_.topk)
-                                   : ClusteredCore(qh, kh, vh, valid, assign, options_.clusters));
-        }
-        return torch::cat(outs, 1);
+          const torch::Tensor assign = RefineClusters(
+              qh, valid,
+              HammingClusters(HashBits(qh, planes.index({hs})), valid, options_.clusters,
+                              options_.iterations),
+              options_.clusters, options_.refine);
+          return improved_ ? ImprovedClusteredCore(qh, kh, vh, valid, assign, options_.clusters,
+                                                   options_.topk)
+                           : ClusteredCore(qh, kh, vh, valid, assign, options_.clusters);
+        });
       });
 }
 

@@ -25,13 +25,14 @@ namespace longenc::attention::internal {
 struct ClusteringOptions {
   int64_t clusters = 25;    // C
   int64_t bits = 63;        // hash planes; ≤ 63 (P10)
-  int64_t iterations = 10;  // Lloyd rounds (assign + update), then one final assignment
+  int64_t iterations = 10;  // Hamming Lloyd rounds (assign + update), then one final assignment
+  int64_t refine = 0;       // Euclidean Lloyd rounds on the raw queries after the Hamming ones
   bool hash_bias = true;    // random plane offsets: Hamming distance tracks L2, not cosine
   int64_t topk = 32;        // i-clustered only: keys per cluster attended exactly
   int64_t min_len_efficient = 512;
 };
 
-// Reads clusters, bits, iterations, hash_bias, min_len_efficient (and topk when with_topk)
+// Reads clusters, bits, iterations, refine, hash_bias, min_len_efficient (and topk when with_topk)
 // with `defaults`; the caller calls reader.Finish().
 absl::StatusOr<ClusteringOptions> ReadClusteringOptions(OptionReader& reader,
                                                         const ClusteringOptions& defaults,
@@ -54,6 +55,16 @@ torch::Tensor HashBits(const torch::Tensor& x, const torch::Tensor& planes);
 // has at most C valid queries each gets its own cluster (so clustering is exact).
 torch::Tensor HammingClusters(const torch::Tensor& bits, const torch::Tensor& key_valid,
                               int64_t clusters, int64_t iterations);
+
+// Lloyd k-means rounds on the queries themselves (squared L2 distance), starting from `assign`
+// (ids as returned by HammingClusters): centroid = mean of the valid members, each valid
+// query moves to its nearest non-empty centroid (ties to the lowest id). The Hamming clusters
+// only approximate L2 neighbourhoods through 1-bit projections; these rounds minimise the
+// quantity that bounds the attention error (spec §2.1) directly, at the cost of one
+// centroid-attention-sized GEMM pair per round. Rows with at most C valid queries keep their
+// one-query clusters. rounds = 0 returns `assign`.
+torch::Tensor RefineClusters(const torch::Tensor& q, const torch::Tensor& key_valid,
+                             const torch::Tensor& assign, int64_t clusters, int64_t rounds);
 
 // Clustered attention for a given assignment [B, H, N] (ids as returned above; C = padded):
 // every valid query gets softmax(s · mean(q of its cluster) kᵀ + mask) v; padded rows are 0.

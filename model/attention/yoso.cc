@@ -11,7 +11,7 @@ namespace {
 using torch::indexing::Slice;
 
 constexpr uint64_t kProjectionStream = 0x796f736f;  // "yoso"
-// Budget for one chunk of hashes: expanded values and the tables each stay below this.
+// Budget for one chunk of hash projections in YosoCodes.
 constexpr int64_t kChunkBytes = 64 << 20;
 constexpr int64_t kExpectationBlockBytes = 64 << 20;
 
@@ -54,28 +54,22 @@ torch::Tensor YosoCumulation(const torch::Tensor& q_codes, const torch::Tensor& 
   const int64_t hashes = q_codes.size(-1);
   const int64_t bh = batch * heads, buckets = int64_t{1} << tau;
   const torch::Tensor values =
-      v.masked_fill(key_valid.logical_not().unsqueeze(1).unsqueeze(-1), 0.0).reshape({bh, n, dim});
-  const int64_t per_hash = std::max(bh * n * dim * 4, bh * buckets * dim * 4);
-  const int64_t chunk = std::clamp<int64_t>(kChunkBytes / std::max<int64_t>(per_hash, 1), 1,
-                                            hashes);
+      v.masked_fill(key_valid.logical_not().unsqueeze(1).unsqueeze(-1), 0.0).reshape({bh * n, dim});
   const auto long_opts = v.options().dtype(torch::kLong);
-  torch::Tensor y = torch::zeros({bh, n, dim}, v.options());
-  for (int64_t f0 = 0; f0 < hashes; f0 += chunk) {
-    const int64_t mc = std::min(chunk, hashes - f0);
-    // Table slot of (bh, f, code): ((bh · mc + f) << tau) + code, int64 (Y6).
-    const torch::Tensor base =
-        (torch::arange(bh, long_opts).view({bh, 1, 1}) * mc + torch::arange(mc, long_opts))
-            .mul(buckets);                                                     // [BH,1,mc]
-    const Slice fs(f0, f0 + mc);
-    const torch::Tensor flat_k =
-        (base + k_codes.index({Slice(), Slice(), Slice(), fs}).reshape({bh, n, mc})).reshape(-1);
-    const torch::Tensor flat_q =
-        (base + q_codes.index({Slice(), Slice(), Slice(), fs}).reshape({bh, n, mc})).reshape(-1);
-    torch::Tensor table = torch::zeros({bh * mc * buckets, dim}, v.options());
-    table.index_put_({flat_k},
-                     values.unsqueeze(2).expand({bh, n, mc, dim}).reshape({bh * n * mc, dim}),
-                     /*accumulate=*/true);
-    y += table.index_select(0, flat_q).view({bh, n, mc, dim}).sum(2);
+  // Table slot of (bh, code) for one hash: (bh << tau) + code, int64 (Y6).
+  const torch::Tensor base = torch::arange(bh, long_opts).mul(buckets).view({bh, 1});
+  const torch::Tensor flat_k = (k_codes.reshape({bh, n, hashes}) + base.unsqueeze(-1))
+                                   .permute({2, 0, 1}).contiguous();  // [m, BH, N]
+  const torch::Tensor flat_q = (q_codes.reshape({bh, n, hashes}) + base.unsqueeze(-1))
+                                   .permute({2, 0, 1}).contiguous();
+  // One hash at a time: the table is [BH·2^tau, D] and the values are never copied per hash,
+  // so memory stays O(N·D + BH·2^tau·D) whatever m is.
+  torch::Tensor table = torch::empty({bh * buckets, dim}, v.options());
+  torch::Tensor y = torch::zeros({bh * n, dim}, v.options());
+  for (int64_t f = 0; f < hashes; ++f) {
+    table.zero_();
+    table.index_put_({flat_k[f].reshape(-1)}, values, /*accumulate=*/true);
+    y.add_(table.index_select(0, flat_q[f].reshape(-1)));
   }
   y = (y / static_cast<double>(hashes)).view({batch, heads, n, dim});
   return ZeroPaddedQueries(y, key_valid);

@@ -27,8 +27,8 @@ torch::Tensor YosoCodes(const torch::Tensor& x, const torch::Tensor& projections
 // The hash-table estimator for given codes [B, H, N, m]:
 //   Y_i = (1/m) Σ_f Σ_{j valid} 1[q_code_{i,f} = k_code_{j,f}] · v_j,   padded rows 0.
 // Tables hold 2^tau buckets per (b, h, f) with int64 flat indices (Y6); accumulation uses
-// index_put_(accumulate), which is deterministic on CPU and CUDA. Works through the hashes in
-// chunks so the table and the expanded values stay below a few tens of MB.
+// index_put_(accumulate), which is deterministic on CPU and CUDA. Works through the hashes one
+// at a time with one reused [B·H·2^tau, D] table, so no per-hash copy of the values is made.
 torch::Tensor YosoCumulation(const torch::Tensor& q_codes, const torch::Tensor& k_codes,
                              const torch::Tensor& v, const torch::Tensor& key_valid, int64_t tau);
 

@@ -53,10 +53,10 @@ class YosoAttention final : public Attention {
             return internal::L2NormalizeRows(
                 internal::YosoExpectationCumulation(q, k, v, valid, options_.tau));
           }
-          if (projections_.device() != q.device()) projections_ = projections_.to(q.device());
+          const torch::Tensor& projections = internal::StateOn(projections_, q.device());
           return internal::L2NormalizeRows(internal::YosoCumulation(
-              internal::YosoCodes(q, projections_, options_.tau),
-              internal::YosoCodes(k, projections_, options_.tau), v, valid, options_.tau));
+              internal::YosoCodes(q, projections, options_.tau),
+              internal::YosoCodes(k, projections, options_.tau), v, valid, options_.tau));
         });
   }
   std::string_view name() const override { return "yoso"; }
