@@ -81,10 +81,8 @@ int Run(int argc, char** argv) {
   std::fprintf(stderr, "longenc-server: listening on %s, %s (loading model from %s)\n",
                (*server)->address().c_str(), security->Describe().c_str(),
                options->model_dir.c_str());
-  if (security->api_keys != nullptr && !security->tls) {
-    std::fprintf(stderr,
-                 "longenc-server: warning: --api_keys_file without --tls_cert: keys cross the "
-                 "network in plain text (fine behind a TLS-terminating proxy or on loopback)\n");
+  for (const std::string& warning : security->warnings) {
+    std::fprintf(stderr, "longenc-server: warning: %s\n", warning.c_str());
   }
   if (!options->port_file.empty()) {
     std::ofstream(options->port_file) << (*server)->port() << "\n";

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <set>
 #include <utility>
@@ -333,6 +334,23 @@ std::string ServerSecurity::Describe() const {
   return out;
 }
 
+namespace {
+
+// A secret file that group or others may read is worth a warning (not an error: containers
+// often mount secrets 0644 inside a private filesystem).
+void WarnIfShared(absl::string_view flag, const std::string& path,
+                  std::vector<std::string>* warnings) {
+  struct stat st;
+  if (stat(path.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 0777));
+    warnings->push_back(absl::StrCat(FlagFile(flag, path),
+                                     " can be read by other users (mode ", mode, "); chmod 600 it"));
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<ServerSecurity> LoadServerSecurity(const SecurityFiles& files) {
   ServerSecurity security;
   if (files.tls_cert.empty() != files.tls_key.empty()) {
@@ -371,6 +389,7 @@ absl::StatusOr<ServerSecurity> LoadServerSecurity(const SecurityFiles& files) {
           absl::StrCat(FlagFile("tls_key", files.tls_key), ": does not match the certificate of ",
                        FlagFile("tls_cert", files.tls_cert)));
     }
+    WarnIfShared("tls_key", files.tls_key, &security.warnings);
     security.tls = true;
     security.cert_chain = std::move(*cert);
     security.private_key = std::move(*key);
@@ -390,6 +409,12 @@ absl::StatusOr<ServerSecurity> LoadServerSecurity(const SecurityFiles& files) {
     absl::StatusOr<ApiKeys> keys = ApiKeys::FromFile(files.api_keys_file);
     if (!keys.ok()) return keys.status();
     security.api_keys = std::make_shared<const ApiKeys>(std::move(*keys));
+    WarnIfShared("api_keys_file", files.api_keys_file, &security.warnings);
+    if (!security.tls) {
+      security.warnings.push_back(
+          "--api_keys_file without --tls_cert: keys cross the network in plain text (fine on "
+          "loopback or behind a TLS-terminating proxy, nowhere else)");
+    }
   }
   return security;
 }

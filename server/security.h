@@ -107,6 +107,9 @@ struct ServerSecurity {
   std::string private_key;   // PEM
   std::string client_ca;     // PEM
   std::shared_ptr<const ApiKeys> api_keys;  // null: no authentication
+  // Configurations that work but deserve a line in the start-up log (keys in plain text, a key
+  // file or private key readable by other users).
+  std::vector<std::string> warnings;
 
   // One line for the start-up log, e.g. "TLS (mutual: client certificates required), API keys
   // (3)". Never contains key material.

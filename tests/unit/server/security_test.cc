@@ -9,6 +9,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -28,6 +29,7 @@
 namespace longenc::server {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -302,6 +304,30 @@ TEST(LoadServerSecurity, LoadsTlsMutualTlsAndKeys) {
   EXPECT_THAT(s->Describe(), Not(HasSubstr(kKeyA)));
 }
 
+TEST(LoadServerSecurity, WarnsAboutSharedSecretsAndKeysInPlainText) {
+  Pki pki;
+  ASSERT_EQ(chmod(pki.Path("keys.txt").c_str(), 0644), 0);
+  ASSERT_EQ(chmod(pki.Path("server.key").c_str(), 0600), 0);
+  absl::StatusOr<ServerSecurity> plain = LoadServerSecurity({"", "", "", pki.Path("keys.txt")});
+  ASSERT_TRUE(plain.ok());
+  EXPECT_THAT(plain->warnings,
+              ElementsAre("--api_keys_file=" + pki.Path("keys.txt") +
+                              " can be read by other users (mode 0644); chmod 600 it",
+                          HasSubstr("--api_keys_file without --tls_cert: keys cross the network "
+                                    "in plain text")));
+  ASSERT_EQ(chmod(pki.Path("keys.txt").c_str(), 0600), 0);
+  absl::StatusOr<ServerSecurity> tls =
+      LoadServerSecurity({pki.Path("server.pem"), pki.Path("server.key"), "",
+                          pki.Path("keys.txt")});
+  ASSERT_TRUE(tls.ok());
+  EXPECT_THAT(tls->warnings, ::testing::IsEmpty());
+  ASSERT_EQ(chmod(pki.Path("server.key").c_str(), 0640), 0);
+  tls = LoadServerSecurity({pki.Path("server.pem"), pki.Path("server.key"), "", ""});
+  ASSERT_TRUE(tls.ok());
+  EXPECT_THAT(tls->warnings, ElementsAre(HasSubstr("--tls_key=" + pki.Path("server.key") +
+                                                   " can be read by other users (mode 0640)")));
+}
+
 TEST(LoadServerSecurity, RefusesBadFilesNamingTheFlagAndTheFile) {
   Pki pki;
   const std::string cert = pki.Path("server.pem"), key = pki.Path("server.key");
@@ -389,6 +415,7 @@ std::unique_ptr<Running> StartServer(const SecurityFiles& files) {
 std::unique_ptr<client::Client> Connect(const Running& r, client::ConnectOptions o) {
   o.servers = absl::StrCat("127.0.0.1:", r.server->port());
   o.timeout = absl::Seconds(10);
+  o.skip_unhealthy = false;  // the server stays NOT_SERVING (no model), calls must still reach it
   absl::StatusOr<std::unique_ptr<client::Client>> c = client::Client::Connect(o);
   EXPECT_TRUE(c.ok()) << c.status();
   return c.ok() ? std::move(*c) : nullptr;
