@@ -8,10 +8,8 @@ import re
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 import urllib.request
-import warnings
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BUILD = pathlib.Path(os.environ.get("LONGENC_BUILD_DIR", ROOT / "build"))
@@ -19,40 +17,6 @@ MODEL_DIR = pathlib.Path(os.environ.get("LONGENC_MODEL_DIR",
                                         ROOT / "models" / "all-MiniLM-L6-v2"))
 SERVER = BUILD / "bin" / "longenc-server"
 CLI = BUILD / "bin" / "longenc"
-
-# KNOWN BUG (reported to the lead): Debian's civetweb creates its threads with a fixed 100 KiB
-# stack (pthread_attr_setstacksize(0x19000)), smaller than the static TLS of the CUDA torch
-# wheel's libraries (~190 KiB: cublasLt, libtorch_cpu, ...), so pthread_create fails with EINVAL
-# and longenc-server exits with "cannot listen for /metrics: null context". Until the exposer is
-# fixed, replicas that hit exactly this error are restarted with a preloaded shim that raises
-# civetweb's stack size to 1 MiB, and a warning says so.
-CIVETWEB_BUG = "null context when constructing CivetServer"
-_SHIM_SOURCE = r"""
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <pthread.h>
-int pthread_attr_setstacksize(pthread_attr_t *attr, size_t size) {
-  static int (*real)(pthread_attr_t *, size_t);
-  if (!real) real = (int (*)(pthread_attr_t *, size_t))dlsym(RTLD_NEXT,
-                                                             "pthread_attr_setstacksize");
-  if (size < (1u << 20)) size = 1u << 20;
-  return real(attr, size);
-}
-"""
-_shim_path = None
-
-
-def stack_shim():
-    """Builds (once per process) the LD_PRELOAD shim for the civetweb stack-size bug."""
-    global _shim_path
-    if _shim_path is None:
-        directory = pathlib.Path(tempfile.mkdtemp(prefix="longenc-shim-"))
-        (directory / "shim.c").write_text(_SHIM_SOURCE)
-        subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", str(directory / "shim.so"),
-                        str(directory / "shim.c"), "-ldl"], check=True)
-        _shim_path = directory / "shim.so"
-    return _shim_path
-
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
@@ -86,35 +50,21 @@ class Replica:
         self.metrics_port = free_port()
         port_file = self.workdir / f"replica{index}.port"
         self.log_path = self.workdir / f"replica{index}.log"
-        self.shimmed = False
         command = [str(SERVER), "--host=127.0.0.1", "--port=0", f"--port_file={port_file}",
                    f"--metrics_address=127.0.0.1:{self.metrics_port}", "--device=cpu",
                    f"--threads={threads}", f"--model_dir={MODEL_DIR}", "--shutdown_timeout=30s",
                    *extra_flags]
-        while True:
-            self._log = open(self.log_path, "w")
-            env = dict(os.environ)
-            if self.shimmed:
-                env["LD_PRELOAD"] = str(stack_shim())
-            self.proc = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
-                                         env=env)
-            deadline = time.time() + 120
-            while not port_file.exists() or not port_file.read_text().strip():
-                if self.proc.poll() is not None:
-                    break
-                if time.time() > deadline:
-                    raise RuntimeError(f"replica {index} did not listen: {self.log()}")
-                time.sleep(0.05)
-            if self.proc.poll() is None:
-                break
-            self._log.close()
-            if CIVETWEB_BUG in self.log() and not self.shimmed:
-                warnings.warn("longenc-server cannot start /metrics (civetweb 100 KiB thread "
-                              "stack < static TLS of the CUDA torch libraries); using the "
-                              "LD_PRELOAD stack-size shim of bench/scaleout_cluster.py")
-                self.shimmed = True
-                continue
-            raise RuntimeError(f"replica {index} exited: {self.log()}")
+        port_file.unlink(missing_ok=True)  # a stale one from an earlier run names a dead port
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 120
+        while not port_file.exists() or not port_file.read_text().strip():
+            if self.proc.poll() is not None:
+                self._log.close()
+                raise RuntimeError(f"replica {index} exited: {self.log()}")
+            if time.time() > deadline:
+                raise RuntimeError(f"replica {index} did not listen: {self.log()}")
+            time.sleep(0.05)
         self.port = int(port_file.read_text())
         self.address = f"127.0.0.1:{self.port}"
 

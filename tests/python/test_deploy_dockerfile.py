@@ -351,8 +351,6 @@ def test_staged_server_starts_like_the_image(dockerfile, staged, tmp_path):
         while not port_file.exists() or not port_file.read_text().strip():
             if server.poll() is not None:
                 log = server.stderr.read()
-                # Known bug (bench/scaleout_cluster.py CIVETWEB_BUG): the image would exit at
-                # start-up just like this, so the test fails rather than working around it.
                 pytest.fail(f"the staged server (the image's ENTRYPOINT) exited: {log}")
             assert time.time() < deadline
             time.sleep(0.05)
