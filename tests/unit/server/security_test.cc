@@ -347,7 +347,7 @@ TEST(LoadServerSecurity, RefusesBadFilesNamingTheFlagAndTheFile) {
        "--tls_key=" + pki.Path("client.key") + ": does not match the certificate of --tls_cert=" +
            cert},
       {{pki.Path("expired.pem"), key, "", ""},
-       "--tls_cert=" + pki.Path("expired.pem") + ": a certificate in it has expired"},
+       "--tls_cert=" + pki.Path("expired.pem") + ": the certificate has expired"},
       {{cert, "", "", ""}, "--tls_cert=" + cert + ": needs --tls_key as well"},
       {{"", key, "", ""}, "--tls_key=" + key + ": needs --tls_cert as well"},
       {{"", "", pki.Path("ca.pem"), ""}, "mutual TLS needs --tls_cert and --tls_key"},
