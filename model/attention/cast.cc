@@ -5,7 +5,10 @@
 #include <cstring>
 #include <limits>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "common/status_macros.h"
 #include "model/attention/attention_ops.h"
 #include "model/encoder/safetensors.h"
 
@@ -183,8 +186,42 @@ std::string SurrogateTensorName(int64_t layer) {
   return absl::StrCat("layer.", layer, ".surrogates");
 }
 
+absl::StatusOr<CastSettings> ParseCastSettings(const std::map<std::string, std::string>& options) {
+  OptionReader reader("cast", options);
+  CastSettings settings;
+  ASSIGN_OR_RETURN(settings.clusters, reader.Int("clusters", settings.clusters, 1, 1 << 14));
+  ASSIGN_OR_RETURN(settings.kappa, reader.Int("kappa", settings.kappa, 1, 1 << 16));
+  ASSIGN_OR_RETURN(const std::string assignment,
+                   reader.Choice("assignment", "sa", {"sa", "topk"}));
+  ASSIGN_OR_RETURN(const std::string mix, reader.Choice("mix", "joint", {"joint", "additive"}));
+  ASSIGN_OR_RETURN(const std::string file, reader.String("surrogates", "none"));
+  ASSIGN_OR_RETURN(settings.min_len_efficient, ReadMinLenEfficient(reader));
+  RETURN_IF_ERROR(reader.Finish());
+  settings.single_assignment = assignment == "sa";
+  settings.mix = mix == "joint" ? CastMix::kJoint : CastMix::kAdditive;
+  if (file != "none") settings.surrogates_file = file;
+  return settings;
+}
+
+torch::Tensor CastAttend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                         const torch::Tensor& key_valid, const torch::Tensor& surrogates,
+                         const CastSettings& settings) {
+  CastClusters clusters;
+  {
+    // The assignment is piecewise constant in the surrogates: no gradient, no graph.
+    torch::NoGradGuard no_grad;
+    const torch::Tensor affinity = CastAffinity(q, k, key_valid, surrogates.detach());
+    const int64_t nc = surrogates.size(1);
+    clusters = settings.single_assignment
+                   ? CastSingleAssignment(affinity, settings.kappa, /*max_rounds=*/4 * nc + 64)
+                   : CastTopK(affinity, settings.kappa);
+  }
+  return CastCore(q, k, v, key_valid, surrogates, clusters, settings.mix);
+}
+
 absl::StatusOr<torch::Tensor> LoadSurrogates(const std::string& path, int64_t layer,
-                                             int64_t num_heads, int64_t head_dim) {
+                                             int64_t num_layers, int64_t num_heads,
+                                             int64_t head_dim) {
   auto file = encoder::SafetensorsFile::Open(path);
   if (!file.ok()) return file.status();
   const std::string name = SurrogateTensorName(layer);
@@ -194,13 +231,61 @@ absl::StatusOr<torch::Tensor> LoadSurrogates(const std::string& path, int64_t la
   }
   if (view->dtype != encoder::DType::kF32 || view->shape.size() != 3 ||
       view->shape[0] != num_heads || view->shape[2] != head_dim || view->shape[1] < 1) {
+    std::string shape;
+    for (int64_t d : view->shape) absl::StrAppend(&shape, shape.empty() ? "" : ", ", d);
     return absl::InvalidArgumentError(absl::StrCat(
-        "cast surrogates: ", path, ": ", name, " must be F32 [", num_heads, ", clusters, ",
-        head_dim, "]"));
+        "cast surrogates: ", path, ": ", name, " is ", encoder::DTypeName(view->dtype), " [",
+        shape, "]; this model needs F32 [", num_heads, ", clusters, ", head_dim, "]"));
+  }
+  // The whole file must describe this model: one tensor per layer, one cluster count.
+  int64_t layers_in_file = 0;
+  for (const encoder::TensorView& t : file->tensors()) {
+    absl::string_view digits = t.name;
+    int64_t index = -1;
+    if (!absl::ConsumePrefix(&digits, "layer.") || !absl::ConsumeSuffix(&digits, ".surrogates") ||
+        !absl::SimpleAtoi(digits, &index) || t.name != SurrogateTensorName(index) ||
+        index < 0 || index >= num_layers) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cast surrogates: ", path, ": unexpected tensor ", t.name, "; the model has ",
+          num_layers, " layers (expected ", SurrogateTensorName(0), " … ",
+          SurrogateTensorName(num_layers - 1), ")"));
+    }
+    if (t.shape.size() != 3 || t.shape[1] != view->shape[1]) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cast surrogates: ", path, ": ", t.name, " and ", name,
+          " disagree on the number of clusters"));
+    }
+    ++layers_in_file;
+  }
+  if (layers_in_file != num_layers) {
+    return absl::InvalidArgumentError(absl::StrCat("cast surrogates: ", path, " has surrogates for ",
+                                                   layers_in_file, " layers; the model has ",
+                                                   num_layers));
   }
   torch::Tensor out = torch::empty({view->shape[0], view->shape[1], view->shape[2]}, torch::kFloat);
   std::memcpy(out.data_ptr<float>(), view->data, static_cast<size_t>(view->nbytes));
+  if (!torch::isfinite(out).all().item<bool>()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cast surrogates: ", path, ": ", name, " holds NaN or infinite values"));
+  }
   return out;
+}
+
+absl::Status SaveSurrogates(const std::string& path, const std::vector<torch::Tensor>& layers,
+                            const std::map<std::string, std::string>& metadata) {
+  std::vector<encoder::TensorToWrite> tensors;
+  for (size_t layer = 0; layer < layers.size(); ++layer) {
+    const torch::Tensor s = layers[layer].detach().to(torch::kCPU, torch::kFloat).contiguous();
+    if (s.dim() != 3) {
+      return absl::InvalidArgumentError(absl::StrCat("cast surrogates for layer ", layer,
+                                                     " must be [heads, clusters, head_dim]"));
+    }
+    std::string bytes(static_cast<size_t>(s.numel()) * sizeof(float), '\0');
+    std::memcpy(bytes.data(), s.data_ptr<float>(), bytes.size());
+    tensors.push_back({SurrogateTensorName(static_cast<int64_t>(layer)), encoder::DType::kF32,
+                       {s.size(0), s.size(1), s.size(2)}, std::move(bytes)});
+  }
+  return encoder::WriteSafetensors(path, tensors, metadata);
 }
 
 }  // namespace longenc::attention::internal

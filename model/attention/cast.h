@@ -2,8 +2,9 @@
 // Strisciuglio, Talavera, arXiv 2402.04239): surrogate affinities, the two cluster assignments
 // (Top-K and single-assignment Top-K) and the attention core of the spec's reconstruction
 // "CAST-JS" (attention-spec.md §4.2). Exposed so tests can check coverage (T17), padding (T18),
-// the N_c = 1 anchor (T16) and the mixing weights (T20), and so the calibration tool can load
-// and write surrogate files.
+// the N_c = 1 anchor (T16) and the mixing weights (T20), and so the calibration command
+// (model/calibrate/) trains surrogates through the very function the variant runs (CastAttend)
+// and reads and writes the same surrogate files.
 //
 // Ownership: functions only; tensors in, tensors out.
 // Thread-safety: stateless; safe from any thread.
@@ -11,12 +12,15 @@
 #define LONGENC_MODEL_ATTENTION_CAST_H_
 
 #include <cstdint>
+#include <map>
 #include <string>
+#include <vector>
 
 #include <torch/torch.h>
 
 #include "absl/status/statusor.h"
 #include "model/attention/attention.h"
+#include "model/attention/attention_ops.h"
 
 namespace longenc::attention::internal {
 
@@ -54,14 +58,43 @@ torch::Tensor CastCore(const torch::Tensor& q, const torch::Tensor& k, const tor
                        const CastClusters& clusters, CastMix mix,
                        torch::Tensor* mixing = nullptr);
 
+// The options of the "cast" variant (documented in cast_attention.cc).
+struct CastSettings {
+  int64_t clusters = 64;
+  int64_t kappa = 256;
+  bool single_assignment = true;
+  CastMix mix = CastMix::kJoint;
+  int64_t min_len_efficient = kDefaultMinLenEfficient;
+  std::string surrogates_file;  // empty: seeded N(0, 1) surrogates
+};
+
+// Parses the variant's options; InvalidArgument names the option (unknown keys rejected).
+absl::StatusOr<CastSettings> ParseCastSettings(const std::map<std::string, std::string>& options);
+
+// The efficient path of the variant for q, k, v [B, H, N, D] and surrogates [H, N_c, D]
+// (any subset of heads): affinities, cluster assignment, CastCore. Differentiable with respect
+// to `surrogates` (the assignment is piecewise constant in them and is computed without
+// autograd), which is how calibration trains them.
+torch::Tensor CastAttend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                         const torch::Tensor& key_valid, const torch::Tensor& surrogates,
+                         const CastSettings& settings);
+
 // Cluster affinity A_g = s·q Sᵀ + s·k Sᵀ, -inf on padded tokens: [B, H, N, N_c].
 torch::Tensor CastAffinity(const torch::Tensor& q, const torch::Tensor& k,
                            const torch::Tensor& key_valid, const torch::Tensor& surrogates);
 
 // Surrogates of one layer from a safetensors file: tensor "layer.<layer>.surrogates", F32,
-// shape [num_heads, clusters, head_dim]. InvalidArgument/NotFound naming file and tensor.
+// shape [num_heads, clusters, head_dim], finite. The file must hold surrogates for exactly
+// layers 0 … num_layers - 1 of the model, all with the same number of clusters (a file
+// calibrated for another model is refused). InvalidArgument/NotFound naming file and tensor.
 absl::StatusOr<torch::Tensor> LoadSurrogates(const std::string& path, int64_t layer,
-                                             int64_t num_heads, int64_t head_dim);
+                                             int64_t num_layers, int64_t num_heads,
+                                             int64_t head_dim);
+
+// Writes one [H, N_c, D] tensor per layer (layer i as SurrogateTensorName(i)), F32, with
+// `metadata` (e.g. the settings they were calibrated for), atomically.
+absl::Status SaveSurrogates(const std::string& path, const std::vector<torch::Tensor>& layers,
+                            const std::map<std::string, std::string>& metadata = {});
 
 // The tensor name LoadSurrogates reads for `layer`.
 std::string SurrogateTensorName(int64_t layer);

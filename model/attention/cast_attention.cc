@@ -19,11 +19,14 @@
 //                                            N_c·kappa ≥ N) | topk (a token in 0..N_c clusters)
 //   mix                string  default joint joint (one softmax, exact anchor T16) | additive
 //                                            (½ intra + ½ summaries, separately normalised)
-//   surrogates         path    default none  safetensors file with tensor
-//                                            "layer.<L>.surrogates" F32 [H, N_c, D] (from the
-//                                            calibration command); without it surrogates are
-//                                            seeded N(0, 1) per (layer, head) — a placeholder
-//                                            that approximates a pretrained model poorly
+//   surrogates         path    default none  safetensors file with tensors
+//                                            "layer.<L>.surrogates" F32 [H, N_c, D], one per
+//                                            layer (written by longenc-calibrate, which trains
+//                                            them through CastAttend for given kappa/assignment/
+//                                            mix: use the same ones here); without it surrogates
+//                                            are seeded N(0, 1) per (layer, head) — a
+//                                            placeholder that approximates a pretrained model
+//                                            poorly
 //   min_len_efficient  int     default 512   rows with fewer valid tokens run exact attention
 //
 // Open choices of the reconstruction (spec §4.2): A_g as a sum, joint-softmax mixing, own
@@ -47,23 +50,15 @@ constexpr uint64_t kSurrogateStream = 0x63617374;  // "cast"
 // Batch · tokens per head group: 4 heads of a 32k-token document at a time.
 constexpr int64_t kTokensPerHeadGroup = int64_t{1} << 17;
 
-struct CastOptions {
-  int64_t clusters = 64;
-  int64_t kappa = 256;
-  bool single_assignment = true;
-  internal::CastMix mix = internal::CastMix::kJoint;
-  int64_t min_len_efficient = internal::kDefaultMinLenEfficient;
-};
-
 class CastAttention final : public Attention {
  public:
-  CastAttention(const CastOptions& options, torch::Tensor surrogates)
-      : options_(options), surrogates_(std::move(surrogates)) {}
+  CastAttention(const internal::CastSettings& settings, torch::Tensor surrogates)
+      : settings_(settings), surrogates_(std::move(surrogates)) {}
 
   torch::Tensor Forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         const torch::Tensor& key_valid) override {
     return internal::DispatchByLength(
-        q, k, v, key_valid, options_.min_len_efficient,
+        q, k, v, key_valid, settings_.min_len_efficient,
         [this](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                const torch::Tensor& valid) {
           if (surrogates_.device() != q.device()) surrogates_ = surrogates_.to(q.device());
@@ -74,8 +69,9 @@ class CastAttention final : public Attention {
           std::vector<torch::Tensor> outs;
           for (int64_t h0 = 0; h0 < heads; h0 += group) {
             const Slice hs(h0, std::min(heads, h0 + group));
-            outs.push_back(Core(q.index({Slice(), hs}), k.index({Slice(), hs}),
-                                v.index({Slice(), hs}), valid, surrogates_.index({hs})));
+            outs.push_back(internal::CastAttend(q.index({Slice(), hs}), k.index({Slice(), hs}),
+                                                v.index({Slice(), hs}), valid,
+                                                surrogates_.index({hs}), settings_));
           }
           return torch::cat(outs, 1);
         });
@@ -83,43 +79,22 @@ class CastAttention final : public Attention {
   std::string_view name() const override { return "cast"; }
 
  private:
-  torch::Tensor Core(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                     const torch::Tensor& valid, const torch::Tensor& surrogates) const {
-    const torch::Tensor affinity = internal::CastAffinity(q, k, valid, surrogates);
-    const int64_t nc = surrogates.size(1);
-    const internal::CastClusters clusters =
-        options_.single_assignment
-            ? internal::CastSingleAssignment(affinity, options_.kappa, /*max_rounds=*/4 * nc + 64)
-            : internal::CastTopK(affinity, options_.kappa);
-    return internal::CastCore(q, k, v, valid, surrogates, clusters, options_.mix);
-  }
-
-  CastOptions options_;
+  internal::CastSettings settings_;
   torch::Tensor surrogates_;  // [H, N_c, D]
 };
 
 absl::StatusOr<std::unique_ptr<Attention>> CreateCast(const AttentionSpec& spec) {
-  OptionReader reader("cast", spec.options);
-  CastOptions options;
-  ASSIGN_OR_RETURN(options.clusters, reader.Int("clusters", options.clusters, 1, 1 << 14));
-  ASSIGN_OR_RETURN(options.kappa, reader.Int("kappa", options.kappa, 1, 1 << 16));
-  ASSIGN_OR_RETURN(const std::string assignment,
-                   reader.Choice("assignment", "sa", {"sa", "topk"}));
-  ASSIGN_OR_RETURN(const std::string mix, reader.Choice("mix", "joint", {"joint", "additive"}));
-  ASSIGN_OR_RETURN(const std::string file, reader.String("surrogates", "none"));
-  ASSIGN_OR_RETURN(options.min_len_efficient, internal::ReadMinLenEfficient(reader));
-  RETURN_IF_ERROR(reader.Finish());
-  options.single_assignment = assignment == "sa";
-  options.mix = mix == "joint" ? internal::CastMix::kJoint : internal::CastMix::kAdditive;
+  ASSIGN_OR_RETURN(const internal::CastSettings settings, internal::ParseCastSettings(spec.options));
   torch::Tensor surrogates;
-  if (file != "none") {
-    ASSIGN_OR_RETURN(surrogates, internal::LoadSurrogates(file, spec.layer, spec.num_heads,
-                                                          spec.head_dim));
+  if (!settings.surrogates_file.empty()) {
+    ASSIGN_OR_RETURN(surrogates,
+                     internal::LoadSurrogates(settings.surrogates_file, spec.layer,
+                                              spec.num_layers, spec.num_heads, spec.head_dim));
     surrogates = surrogates.to(spec.device);
   } else {
-    surrogates = internal::SeededNormal(spec, kSurrogateStream, {options.clusters, spec.head_dim});
+    surrogates = internal::SeededNormal(spec, kSurrogateStream, {settings.clusters, spec.head_dim});
   }
-  return std::unique_ptr<Attention>(std::make_unique<CastAttention>(options, surrogates));
+  return std::unique_ptr<Attention>(std::make_unique<CastAttention>(settings, surrogates));
 }
 
 }  // namespace

@@ -161,38 +161,103 @@ TEST(Cast, OutputIsConvexCombinationOfValues) {  // T20 on outputs: within the v
   }
 }
 
+// Writes raw F32 tensors under the given names (to build malformed files too).
+void WriteRaw(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& named) {
+  std::vector<encoder::TensorToWrite> tensors;
+  for (const auto& [name, t] : named) {
+    const torch::Tensor c = t.contiguous();
+    std::string bytes(static_cast<size_t>(c.numel() * 4), '\0');
+    std::memcpy(bytes.data(), c.data_ptr<float>(), bytes.size());
+    tensors.push_back({name, encoder::DType::kF32, c.sizes().vec(), bytes});
+  }
+  ASSERT_TRUE(encoder::WriteSafetensors(path, tensors).ok());
+}
+
 TEST(Cast, LoadsSurrogatesFromSafetensorsFile) {
   const std::string path = ::testing::TempDir() + "/cast_surrogates.safetensors";
   const torch::Tensor s0 = Surrogates(2, 3, 32, 5), s1 = Surrogates(2, 3, 32, 6);
-  std::vector<encoder::TensorToWrite> tensors;
-  for (int64_t layer : {0, 1}) {
-    const torch::Tensor& s = layer == 0 ? s0 : s1;
-    std::string bytes(static_cast<size_t>(s.numel() * 4), '\0');
-    std::memcpy(bytes.data(), s.data_ptr<float>(), bytes.size());
-    tensors.push_back({internal::SurrogateTensorName(layer), encoder::DType::kF32, {2, 3, 32}, bytes});
-  }
-  ASSERT_TRUE(encoder::WriteSafetensors(path, tensors).ok());
-  auto loaded = internal::LoadSurrogates(path, 1, 2, 32);
+  ASSERT_TRUE(internal::SaveSurrogates(path, {s0, s1}, {{"kappa", "16"}}).ok());
+  auto loaded = internal::LoadSurrogates(path, 1, /*num_layers=*/2, 2, 32);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_TRUE(torch::equal(*loaded, s1));
-  EXPECT_EQ(internal::LoadSurrogates(path, 2, 2, 32).status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(internal::LoadSurrogates(path, 0, 3, 32).status().code(),
-            absl::StatusCode::kInvalidArgument);
-  // Through the registry: the file's surrogates drive the variant.
+  auto first = internal::LoadSurrogates(path, 0, 2, 2, 32);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(torch::equal(*first, s0));
+  auto file = encoder::SafetensorsFile::Open(path);
+  ASSERT_TRUE(file.ok());
+  EXPECT_EQ(file->metadata().at("kappa"), "16");
+  // Through the registry: the file's surrogates drive the variant, as CastAttend computes.
   const auto in = RandomQkv(1, 2, 64, 32, 69);
   const torch::Tensor valid = RightPadded({64}, 64);
-  auto from_file = MakeVariant("cast", {{"surrogates", path}, {"kappa", "16"}}, 2, 32, 7, 1);
-  ASSERT_NE(from_file, nullptr);
+  AttentionSpec spec;
+  spec.layer = 1;
+  spec.num_layers = 2;
+  spec.num_heads = 2;
+  spec.head_dim = 32;
+  spec.options = {{"surrogates", path}, {"kappa", "16"}, {"min_len_efficient", "0"}};
+  auto from_file = Registry::Global().Create("cast", spec);
+  ASSERT_TRUE(from_file.ok()) << from_file.status();
   const torch::Tensor affinity = internal::CastAffinity(in.q, in.k, valid, s1);
   const torch::Tensor expected = internal::CastCore(
       in.q, in.k, in.v, valid, s1, internal::CastSingleAssignment(affinity, 16, 4 * 3 + 64),
       internal::CastMix::kJoint);
-  EXPECT_LT(testing::MaxAbsDiff(from_file->Forward(in.q, in.k, in.v, valid), expected), 1e-6);
-  AttentionSpec spec;
-  spec.num_heads = 2;
-  spec.head_dim = 32;
+  EXPECT_LT(testing::MaxAbsDiff((*from_file)->Forward(in.q, in.k, in.v, valid), expected), 1e-6);
   spec.options = {{"surrogates", "/nonexistent/file.safetensors"}};
   EXPECT_FALSE(Registry::Global().Create("cast", spec).ok());
+}
+
+TEST(Cast, SurrogateFileMismatchesAreErrorsNamingTheFile) {
+  const std::string dir = ::testing::TempDir();
+  const torch::Tensor s = Surrogates(2, 3, 32, 5);
+  auto expect_error = [](const std::string& path, int64_t layer, int64_t layers, int64_t heads,
+                         int64_t dim, absl::StatusCode code, const std::string& what) {
+    auto loaded = internal::LoadSurrogates(path, layer, layers, heads, dim);
+    ASSERT_FALSE(loaded.ok()) << what;
+    EXPECT_EQ(loaded.status().code(), code) << what << ": " << loaded.status();
+    EXPECT_NE(loaded.status().message().find(path), std::string::npos) << loaded.status();
+  };
+  const std::string good = dir + "/cast_two_layers.safetensors";
+  ASSERT_TRUE(internal::SaveSurrogates(good, {s, s}).ok());
+  expect_error(good, 0, 2, 3, 32, absl::StatusCode::kInvalidArgument, "wrong head count");
+  expect_error(good, 0, 2, 2, 16, absl::StatusCode::kInvalidArgument, "wrong head_dim");
+  expect_error(good, 0, 3, 2, 32, absl::StatusCode::kInvalidArgument, "model has more layers");
+  expect_error(good, 0, 1, 2, 32, absl::StatusCode::kInvalidArgument, "model has fewer layers");
+  expect_error(good, 2, 3, 2, 32, absl::StatusCode::kNotFound, "layer absent");
+
+  const std::string clusters = dir + "/cast_mixed_clusters.safetensors";
+  ASSERT_TRUE(internal::SaveSurrogates(clusters, {s, Surrogates(2, 4, 32, 6)}).ok());
+  expect_error(clusters, 0, 2, 2, 32, absl::StatusCode::kInvalidArgument, "cluster counts differ");
+
+  const std::string rank = dir + "/cast_rank2.safetensors";
+  WriteRaw(rank, {{internal::SurrogateTensorName(0), torch::zeros({2, 32})}});
+  expect_error(rank, 0, 1, 2, 32, absl::StatusCode::kInvalidArgument, "rank 2");
+
+  const std::string stray = dir + "/cast_stray.safetensors";
+  WriteRaw(stray, {{internal::SurrogateTensorName(0), s}, {"layer.x.surrogates", s}});
+  expect_error(stray, 0, 1, 2, 32, absl::StatusCode::kInvalidArgument, "stray tensor");
+
+  const std::string nan = dir + "/cast_nan.safetensors";
+  WriteRaw(nan, {{internal::SurrogateTensorName(0), torch::full({2, 3, 32}, NAN)}});
+  expect_error(nan, 0, 1, 2, 32, absl::StatusCode::kInvalidArgument, "NaN");
+}
+
+TEST(Cast, AttendIsDifferentiableInTheSurrogatesOnly) {
+  const auto in = RandomQkv(1, 2, 48, 32, 71);
+  const torch::Tensor valid = RightPadded({40}, 48);
+  torch::Tensor s = Surrogates(2, 4, 32, 9).requires_grad_(true);
+  internal::CastSettings settings;
+  settings.kappa = 16;
+  const torch::Tensor out = internal::CastAttend(in.q, in.k, in.v, valid, s, settings);
+  const torch::Tensor expected = internal::CastCore(
+      in.q, in.k, in.v, valid, s.detach(),
+      internal::CastSingleAssignment(internal::CastAffinity(in.q, in.k, valid, s.detach()), 16,
+                                     4 * 4 + 64),
+      internal::CastMix::kJoint);
+  EXPECT_LT(testing::MaxAbsDiff(out.detach(), expected), 1e-6);
+  out.pow(2).sum().backward();
+  ASSERT_TRUE(s.grad().defined());
+  EXPECT_TRUE(torch::isfinite(s.grad()).all().item<bool>());
+  EXPECT_GT(s.grad().abs().sum().item<double>(), 0.0);
 }
 
 TEST(CastOptions, BadValuesAreInvalidArgument) {
