@@ -11,7 +11,7 @@
 // Options (defaults chosen on real text, see below):
 //   clusters           int   default 128  C (fixed, so a row's result never depends on the
 //                                         length of its batch-mates; cost stays linear in N)
-//   topk               int   default 128  keys per cluster attended exactly
+//   topk               int   default 256  keys per cluster attended exactly
 //   bits               int   default 32   hash planes (1..63)
 //   iterations         int   default 0    Hamming Lloyd rounds after the initial assignment
 //   refine             int   default 2    Lloyd rounds on the raw queries (squared L2) after
@@ -19,17 +19,18 @@
 //   hash_bias          bool  default 1    random plane offsets (Hamming ~ L2 distance)
 //   min_len_efficient  int   default 512  rows with fewer valid tokens run exact attention
 //
-// Why these defaults: the paper's pretrained-RoBERTa setting (25 clusters, top-32, Hamming
-// k-means only) keeps a document-embedding cosine to exact attention of only 0.96 / 0.92 /
-// 0.91 at 512 / 2k / 8k tokens in all-MiniLM-L6-v2 (docs/QUALITY.md): its heads are partly
-// positional and fidelity follows the number of queries per cluster. Hamming k-means on
-// 1-bit projections is a coarse proxy for the L2 distance that bounds the error (spec §2.1);
-// a few L2 Lloyd rounds on the queries themselves cost one centroid-attention-sized GEMM pair
-// each and lift 64 clusters at 512 tokens from 0.988 to 0.995. After them the Hamming rounds
-// barely matter (the hash-rank initialisation plus one Hamming assignment is enough), and
-// top-k matters again: at 2k, 128 clusters with top-128 reach 0.995 at about half the cost of
-// 256 clusters with top-64 (docs/BENCHMARKS.md, "i-clustered defaults"). Fidelity still falls
-// with N at a fixed C; 0.995 at every N would need C ≈ N/8, i.e. quadratic cost.
+// Why these defaults (document-embedding cosine to exact attention on linux-doc text,
+// bench/quality/fidelity.py; docs/BENCHMARKS.md "i-clustered defaults"): the paper's
+// pretrained-RoBERTa setting (25 clusters, top-32, Hamming k-means only) reaches only 0.96 /
+// 0.92 / 0.91 at 512 / 2k / 8k tokens in all-MiniLM-L6-v2, whose heads are partly positional.
+// Hamming k-means on 1-bit projections is a coarse proxy for the L2 distance that bounds the
+// error (spec §2.1); a few L2 Lloyd rounds on the queries themselves cost one
+// centroid-attention-sized GEMM pair each and lift 64 clusters at 512 tokens from 0.988 to
+// 0.995. After them the Hamming rounds barely matter (hash-rank initialisation plus one
+// Hamming assignment is enough) and top-k matters again: at 2k, 128 clusters reach 0.9945
+// with top-128 and 0.9977 with top-256, more than 256 clusters with top-128 (0.9970) at lower
+// cost. Fidelity still falls with N at a fixed C (0.98 at 8k); 0.995 at every N would need
+// C growing like N/8, i.e. quadratic cost.
 //
 // Deviations from the official code: as clustered_attention.cc, plus top-k slots masked per
 // (batch, head, cluster, slot) rather than by head 0 / cluster 0's pattern (P4), m̂ from
@@ -44,7 +45,7 @@ namespace {
 absl::StatusOr<std::unique_ptr<Attention>> CreateImprovedClustered(const AttentionSpec& spec) {
   internal::ClusteringOptions defaults;
   defaults.clusters = 128;
-  defaults.topk = 128;
+  defaults.topk = 256;
   defaults.bits = 32;
   defaults.iterations = 0;
   defaults.refine = 2;

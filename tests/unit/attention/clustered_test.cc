@@ -133,6 +133,15 @@ TEST(ImprovedClustered, EffectiveRowsSumToOne) {  // T8
   EXPECT_EQ(weights.index({1, Slice(), Slice(), Slice(70)}).abs().max().item<float>(), 0.0f);
 }
 
+// 200 queries [1, 1, 200, 32] in four tight groups far apart, and each query's group (i % 4).
+std::pair<torch::Tensor, torch::Tensor> SeparatedGroups(uint64_t seed) {
+  torch::manual_seed(seed);
+  const torch::Tensor centers = torch::randn({4, 32}) * 10;
+  const torch::Tensor group = torch::arange(200) % 4;
+  return {(centers.index_select(0, group) + 0.01 * torch::randn({200, 32})).view({1, 1, 200, 32}),
+          group};
+}
+
 TEST(HammingClusters, ValidIdsInRangePaddedGetSentinel) {
   const auto in = RandomQkv(2, 2, 100, 32, 28);
   const torch::Tensor valid = RightPadded({100, 77}, 100);
@@ -149,11 +158,7 @@ TEST(HammingClusters, ValidIdsInRangePaddedGetSentinel) {
 
 TEST(HammingClusters, RecoversWellSeparatedGroups) {
   // Four tight groups of queries far apart: with C = 4 every group is one cluster.
-  torch::manual_seed(29);
-  const torch::Tensor centers = torch::randn({4, 32}) * 10;
-  const torch::Tensor group = torch::arange(200) % 4;
-  const torch::Tensor q =
-      (centers.index_select(0, group) + 0.01 * torch::randn({200, 32})).view({1, 1, 200, 32});
+  const auto [q, group] = SeparatedGroups(29);
   AttentionSpec spec;
   spec.head_dim = 32;
   internal::ClusteringOptions options;
@@ -166,6 +171,68 @@ TEST(HammingClusters, RecoversWellSeparatedGroups) {
     EXPECT_TRUE(ids.eq(ids[0]).all().item<bool>()) << "group " << g;
   }
   EXPECT_EQ(std::get<0>(torch::_unique(assign)).numel(), 4);
+}
+
+// Sum of squared distances of valid queries to the mean of their cluster.
+double KMeansObjective(const torch::Tensor& q, const torch::Tensor& valid,
+                       const torch::Tensor& assign, int64_t clusters) {
+  const torch::Tensor onehot = torch::one_hot(assign, clusters + 1)
+                                   .index({Slice(), Slice(), Slice(), Slice(0, clusters)})
+                                   .to(torch::kDouble);
+  const torch::Tensor qd = q.to(torch::kDouble);
+  const torch::Tensor means =
+      torch::matmul(onehot.transpose(-1, -2), qd) / onehot.sum(2).clamp_min(1).unsqueeze(-1);
+  const torch::Tensor residual = qd - torch::matmul(onehot, means);
+  return residual.pow(2).sum(-1).masked_select(valid.unsqueeze(1).expand_as(assign))
+      .sum().item<double>();
+}
+
+TEST(RefineClusters, NeverIncreasesTheKMeansObjective) {
+  const auto in = RandomQkv(2, 3, 300, 32, 32);
+  const torch::Tensor valid = RightPadded({300, 210}, 300);
+  AttentionSpec spec;
+  spec.num_heads = 3;
+  spec.head_dim = 32;
+  const torch::Tensor start = internal::HammingClusters(
+      internal::HashBits(in.q, internal::MakeHashPlanes(spec, {})), valid, 12, 2);
+  double previous = KMeansObjective(in.q, valid, start, 12);
+  for (int64_t rounds : {1, 2, 5}) {
+    const torch::Tensor refined = internal::RefineClusters(in.q, valid, start, 12, rounds);
+    const double objective = KMeansObjective(in.q, valid, refined, 12);
+    EXPECT_LE(objective, previous * (1 + 1e-9)) << rounds << " rounds";
+    previous = objective;
+    const torch::Tensor v = valid.unsqueeze(1).expand_as(refined);
+    EXPECT_TRUE(refined.masked_select(v).lt(12).all().item<bool>());
+    EXPECT_TRUE(refined.masked_select(v.logical_not()).eq(12).all().item<bool>());
+  }
+  EXPECT_TRUE(torch::equal(internal::RefineClusters(in.q, valid, start, 12, 0), start));
+}
+
+TEST(RefineClusters, RepairsAScrambledAssignmentOfSeparatedGroups) {
+  // Four tight, well separated groups; at the start every cluster holds one whole group plus
+  // one stray member of another group, which pulls its mean off the group: one round must
+  // move each stray query to the cluster of its own group.
+  const auto [q, group] = SeparatedGroups(33);
+  torch::Tensor start = ((group + 1) % 4).view({1, 1, 200}).clone();
+  start.index_put_({0, 0, Slice(0, 4)}, torch::arange(4));  // one true member per cluster
+  const torch::Tensor refined =
+      internal::RefineClusters(q, RightPadded({200}, 200), start, 4, 10)[0][0];
+  for (int64_t g = 0; g < 4; ++g) {
+    const torch::Tensor ids = refined.masked_select(group.eq(g));
+    EXPECT_TRUE(ids.eq(ids[0]).all().item<bool>()) << "group " << g;
+  }
+  EXPECT_EQ(std::get<0>(torch::_unique(refined)).numel(), 4);
+}
+
+TEST(RefineClusters, RowsWithFewQueriesKeepOneQueryClusters) {  // T2 with refinement
+  const auto in = RandomQkv(2, 2, 64, 32, 34);
+  const torch::Tensor valid = RightPadded({64, 20}, 64);
+  auto attention = MakeVariant("iclustered", {{"clusters", "20"}, {"topk", "2"}, {"refine", "4"}});
+  const torch::Tensor out = attention->Forward(in.q, in.k, in.v, valid);
+  const torch::Tensor exact = DenseReference(in.q, in.k, in.v, valid);
+  EXPECT_LT(MaxAbsDiffValid(out.index({Slice(1, 2)}), exact.index({Slice(1, 2)}),
+                            valid.index({Slice(1, 2)})),
+            kTol);
 }
 
 TEST(HashBits, BitIsSignOfOffsetProjection) {
@@ -202,7 +269,7 @@ TEST(ImprovedClustered, MoreAccurateThanClusteredOnLongerInputs) {
 
 TEST(ClusteredOptions, OutOfRangeValuesAreInvalidArgument) {
   for (const auto& [key, value] : std::vector<std::pair<std::string, std::string>>{
-           {"clusters", "0"}, {"bits", "64"}, {"topk", "0"}, {"iterations", "-1"},
+           {"clusters", "0"}, {"bits", "64"}, {"topk", "0"}, {"iterations", "-1"}, {"refine", "-1"},
            {"hash_bias", "2"}, {"min_len_efficient", "x"}}) {
     AttentionSpec spec;
     spec.num_heads = 2;
