@@ -225,7 +225,8 @@ torch::Tensor ImprovedClusteredCore(const torch::Tensor& q, const torch::Tensor&
   const torch::Tensor cluster_of =
       (assign + torch::arange(bh, long_opts).mul(clusters + 1).view({batch, heads, 1}))
           .reshape(-1);                                                   // [BH·N], padded: C
-  const torch::Tensor order = std::get<1>(torch::sort(cluster_of, /*stable=*/true));
+  const torch::Tensor order = std::get<1>(
+      torch::sort(cluster_of, /*stable=*/true, /*dim=*/0, /*descending=*/false));
   const torch::Tensor counts_all =
       torch::bincount(cluster_of, /*weights=*/{}, bh * (clusters + 1)).view({bh, clusters + 1});
   const torch::Tensor starts_all =
