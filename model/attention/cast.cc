@@ -271,6 +271,20 @@ absl::StatusOr<torch::Tensor> LoadSurrogates(const std::string& path, int64_t la
   return out;
 }
 
+absl::StatusOr<std::map<std::string, std::string>> SurrogateFileOptions(const std::string& path) {
+  auto file = encoder::SafetensorsFile::Open(path);
+  if (!file.ok()) return file.status();
+  const auto it = file->metadata().find("cast_options");
+  if (it == file->metadata().end()) return std::map<std::string, std::string>{};
+  auto options = ParseAttentionOptions(it->second);
+  if (!options.ok() || options->count("surrogates") > 0) {
+    return absl::InvalidArgumentError(absl::StrCat("cast surrogates: ", path,
+                                                   ": malformed cast_options metadata \"",
+                                                   it->second, "\""));
+  }
+  return *options;
+}
+
 absl::Status SaveSurrogates(const std::string& path, const std::vector<torch::Tensor>& layers,
                             const std::map<std::string, std::string>& metadata) {
   std::vector<encoder::TensorToWrite> tensors;

@@ -91,6 +91,11 @@ absl::StatusOr<torch::Tensor> LoadSurrogates(const std::string& path, int64_t la
                                              int64_t num_layers, int64_t num_heads,
                                              int64_t head_dim);
 
+// The cast options a surrogate file was calibrated for (its "cast_options" metadata, as
+// longenc-calibrate writes it); empty when the file has none. The variant uses them as
+// defaults, so `surrogates=FILE` alone runs the calibrated settings.
+absl::StatusOr<std::map<std::string, std::string>> SurrogateFileOptions(const std::string& path);
+
 // Writes one [H, N_c, D] tensor per layer (layer i as SurrogateTensorName(i)), F32, with
 // `metadata` (e.g. the settings they were calibrated for), atomically.
 absl::Status SaveSurrogates(const std::string& path, const std::vector<torch::Tensor>& layers,

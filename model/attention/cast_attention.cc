@@ -23,7 +23,8 @@
 //                                            "layer.<L>.surrogates" F32 [H, N_c, D], one per
 //                                            layer (written by longenc-calibrate, which trains
 //                                            them through CastAttend for given kappa/assignment/
-//                                            mix: use the same ones here); without it surrogates
+//                                            mix, recorded in the file's "cast_options" metadata
+//                                            and used here unless given); without it surrogates
 //                                            are seeded N(0, 1) per (layer, head) — a
 //                                            placeholder that approximates a pretrained model
 //                                            poorly
@@ -33,9 +34,9 @@
 // summary excluded, multi-membership averaged, s scales the surrogate affinities.
 // Limitations: no causal or arbitrary masks; a training-free drop-in needs calibrated
 // surrogates (spec §4.4).
-#include <algorithm>
+#include <map>
 #include <memory>
-#include <vector>
+#include <string>
 
 #include "model/attention/attention_ops.h"
 #include "model/attention/cast.h"
@@ -47,8 +48,6 @@ namespace {
 using torch::indexing::Slice;
 
 constexpr uint64_t kSurrogateStream = 0x63617374;  // "cast"
-// Batch · tokens per head group: 4 heads of a 32k-token document at a time.
-constexpr int64_t kTokensPerHeadGroup = int64_t{1} << 17;
 
 class CastAttention final : public Attention {
  public:
@@ -61,19 +60,14 @@ class CastAttention final : public Attention {
         q, k, v, key_valid, settings_.min_len_efficient,
         [this](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                const torch::Tensor& valid) {
-          if (surrogates_.device() != q.device()) surrogates_ = surrogates_.to(q.device());
+          const torch::Tensor& surrogates = internal::StateOn(surrogates_, q.device());
           // Heads are independent: run them in groups to bound the per-call memory.
-          const int64_t heads = q.size(1);
-          const int64_t group = std::clamp<int64_t>(
-              kTokensPerHeadGroup / std::max<int64_t>(1, q.size(0) * q.size(2)), 1, heads);
-          std::vector<torch::Tensor> outs;
-          for (int64_t h0 = 0; h0 < heads; h0 += group) {
-            const Slice hs(h0, std::min(heads, h0 + group));
-            outs.push_back(internal::CastAttend(q.index({Slice(), hs}), k.index({Slice(), hs}),
-                                                v.index({Slice(), hs}), valid,
-                                                surrogates_.index({hs}), settings_));
-          }
-          return torch::cat(outs, 1);
+          return internal::RunInHeadGroups(
+              q.size(0), q.size(1), q.size(2), [&](const Slice& hs) {
+                return internal::CastAttend(q.index({Slice(), hs}), k.index({Slice(), hs}),
+                                            v.index({Slice(), hs}), valid,
+                                            surrogates.index({hs}), settings_);
+              });
         });
   }
   std::string_view name() const override { return "cast"; }
@@ -84,7 +78,14 @@ class CastAttention final : public Attention {
 };
 
 absl::StatusOr<std::unique_ptr<Attention>> CreateCast(const AttentionSpec& spec) {
-  ASSIGN_OR_RETURN(const internal::CastSettings settings, internal::ParseCastSettings(spec.options));
+  ASSIGN_OR_RETURN(internal::CastSettings settings, internal::ParseCastSettings(spec.options));
+  if (!settings.surrogates_file.empty()) {
+    // The settings the file was calibrated for are the defaults; given options override them.
+    using OptionMap = std::map<std::string, std::string>;
+    ASSIGN_OR_RETURN(OptionMap merged, internal::SurrogateFileOptions(settings.surrogates_file));
+    for (const auto& [key, value] : spec.options) merged[key] = value;
+    ASSIGN_OR_RETURN(settings, internal::ParseCastSettings(merged));
+  }
   torch::Tensor surrogates;
   if (!settings.surrogates_file.empty()) {
     ASSIGN_OR_RETURN(surrogates,

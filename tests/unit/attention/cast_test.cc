@@ -176,17 +176,17 @@ void WriteRaw(const std::string& path, const std::vector<std::pair<std::string, 
 TEST(Cast, LoadsSurrogatesFromSafetensorsFile) {
   const std::string path = ::testing::TempDir() + "/cast_surrogates.safetensors";
   const torch::Tensor s0 = Surrogates(2, 3, 32, 5), s1 = Surrogates(2, 3, 32, 6);
-  ASSERT_TRUE(internal::SaveSurrogates(path, {s0, s1}, {{"kappa", "16"}}).ok());
+  ASSERT_TRUE(internal::SaveSurrogates(path, {s0, s1}, {{"cast_options", "kappa=16"}}).ok());
   auto loaded = internal::LoadSurrogates(path, 1, /*num_layers=*/2, 2, 32);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_TRUE(torch::equal(*loaded, s1));
   auto first = internal::LoadSurrogates(path, 0, 2, 2, 32);
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_TRUE(torch::equal(*first, s0));
-  auto file = encoder::SafetensorsFile::Open(path);
-  ASSERT_TRUE(file.ok());
-  EXPECT_EQ(file->metadata().at("kappa"), "16");
-  // Through the registry: the file's surrogates drive the variant, as CastAttend computes.
+  auto file_options = internal::SurrogateFileOptions(path);
+  ASSERT_TRUE(file_options.ok()) << file_options.status();
+  EXPECT_EQ(file_options->at("kappa"), "16");
+  // Through the registry: the file's surrogates and calibrated kappa drive the variant.
   const auto in = RandomQkv(1, 2, 64, 32, 69);
   const torch::Tensor valid = RightPadded({64}, 64);
   AttentionSpec spec;
@@ -194,7 +194,7 @@ TEST(Cast, LoadsSurrogatesFromSafetensorsFile) {
   spec.num_layers = 2;
   spec.num_heads = 2;
   spec.head_dim = 32;
-  spec.options = {{"surrogates", path}, {"kappa", "16"}, {"min_len_efficient", "0"}};
+  spec.options = {{"surrogates", path}, {"min_len_efficient", "0"}};
   auto from_file = Registry::Global().Create("cast", spec);
   ASSERT_TRUE(from_file.ok()) << from_file.status();
   const torch::Tensor affinity = internal::CastAffinity(in.q, in.k, valid, s1);
@@ -202,6 +202,14 @@ TEST(Cast, LoadsSurrogatesFromSafetensorsFile) {
       in.q, in.k, in.v, valid, s1, internal::CastSingleAssignment(affinity, 16, 4 * 3 + 64),
       internal::CastMix::kJoint);
   EXPECT_LT(testing::MaxAbsDiff((*from_file)->Forward(in.q, in.k, in.v, valid), expected), 1e-6);
+  // A given option overrides the file's.
+  spec.options["kappa"] = "4";
+  auto overridden = Registry::Global().Create("cast", spec);
+  ASSERT_TRUE(overridden.ok()) << overridden.status();
+  const torch::Tensor kappa4 = internal::CastCore(
+      in.q, in.k, in.v, valid, s1, internal::CastSingleAssignment(affinity, 4, 4 * 3 + 64),
+      internal::CastMix::kJoint);
+  EXPECT_LT(testing::MaxAbsDiff((*overridden)->Forward(in.q, in.k, in.v, valid), kappa4), 1e-6);
   spec.options = {{"surrogates", "/nonexistent/file.safetensors"}};
   EXPECT_FALSE(Registry::Global().Create("cast", spec).ok());
 }
