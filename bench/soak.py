@@ -70,7 +70,7 @@ def rss_kib(pid: int) -> int:
 class Server:
     """One longenc-server process on 127.0.0.1 (gRPC port 0, /metrics off), stderr in a file."""
 
-    def __init__(self, flags=(), threads=2, workdir=None):
+    def __init__(self, flags=(), threads=2, workdir=None, env=None):
         import grpc
         self.workdir = pathlib.Path(workdir or tempfile.mkdtemp(prefix="longenc-soak-"))
         port_file = self.workdir / "port"
@@ -80,7 +80,7 @@ class Server:
             [str(SERVER), "--host=127.0.0.1", "--port=0", f"--port_file={port_file}",
              "--metrics_address=127.0.0.1:0", "--device=cpu", f"--threads={threads}",
              f"--model_dir={MODEL_DIR}", *flags],
-            stdout=self._log, stderr=subprocess.STDOUT)
+            stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
         deadline = time.time() + 180
         while not (port_file.exists() and port_file.read_text().strip()):
             if self.proc.poll() is not None or time.time() > deadline:
@@ -123,8 +123,8 @@ class Server:
             self._log.close()
 
 
-def start_server(flags=(), threads=2, workdir=None):
-    return Server(flags, threads, workdir)
+def start_server(flags=(), threads=2, workdir=None, env=None):
+    return Server(flags, threads, workdir, env)
 
 
 class RssSampler(threading.Thread):
@@ -163,7 +163,8 @@ def soak(args):
     pb2, pb2_grpc = load_stubs()
     texts = corpus_texts(args.max_tokens, args.documents)
     print(f"{len(texts)} linux-doc documents of 32..{args.max_tokens} tokens", flush=True)
-    server = start_server(args.server_flags.split() if args.server_flags else (), args.threads)
+    server = start_server(args.server_flags.split() if args.server_flags else (), args.threads,
+                          env=dict(e.split("=", 1) for e in args.server_env))
     stub = pb2_grpc.EncoderStub(server.channel)
     sampler = RssSampler(server.pid, args.sample)
     sampler.start()
@@ -234,6 +235,7 @@ def soak(args):
     result = {
         "duration_s": args.duration, "warmup_s": args.warmup, "concurrency": args.concurrency,
         "threads": args.threads, "max_tokens": args.max_tokens,
+        "server_flags": args.server_flags, "server_env": args.server_env,
         "calls": {k: sum(v for (kk, c), v in counts.items() if kk == k and c == "OK")
                   for k in ("Embed", "EmbedStream", "Tokenize")},
         "errors": errors,
@@ -265,6 +267,9 @@ def main():
     p.add_argument("--documents", type=int, default=400, help="distinct documents")
     p.add_argument("--timeout", type=float, default=120, help="deadline of each call, seconds")
     p.add_argument("--server_flags", default="", help="extra longenc-server flags")
+    p.add_argument("--server_env", action="append", default=[],
+                   help="KEY=VALUE in the server's environment (repeatable), e.g. "
+                        "MALLOC_ARENA_MAX=2")
     p.add_argument("--output", default="", help="JSON result file")
     sys.exit(soak(p.parse_args()))
 

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -50,15 +51,26 @@ bool IsRejection(absl::StatusCode code) {
 // A unary call that reports its end to the observer exactly once.
 class UnaryCall : public grpc::ServerUnaryReactor {
  public:
-  UnaryCall(ServiceObserver* observer, std::string_view method)
-      : observer_(observer), method_(method), start_(absl::Now()) {
+  UnaryCall(ServiceObserver* observer, std::string_view method,
+            absl::Time deadline = absl::InfiniteFuture())
+      : observer_(observer), method_(method), start_(absl::Now()), deadline_(deadline) {
     observer_->OnRequestStart(method_);
   }
   void Complete(const absl::Status& status) {
     observer_->OnRequestEnd(method_, status.code(), absl::Now() - start_);
     Finish(ToGrpcStatus(status));
   }
-  void OnCancel() override { cancelled_->store(true); }
+  // Counts the refusal (`why`) and completes the call with `status`.
+  void Reject(Rejection why, const absl::Status& status) {
+    observer_->OnReject(why);
+    Complete(status);
+  }
+  // gRPC also cancels the call when its deadline passes. Such a call is left to the batcher's
+  // deadline check, so it is dropped (and counted) as DEADLINE_EXCEEDED, not as cancelled by
+  // the client; the margin covers gRPC's timer firing a little before absl::Now() reaches it.
+  void OnCancel() override {
+    if (absl::Now() + absl::Milliseconds(5) < deadline_) cancelled_->store(true);
+  }
   void OnDone() override { delete this; }
 
   absl::Time start() const { return start_; }
@@ -68,6 +80,7 @@ class UnaryCall : public grpc::ServerUnaryReactor {
   ServiceObserver* const observer_;
   const std::string_view method_;
   const absl::Time start_;
+  const absl::Time deadline_;
   const std::shared_ptr<std::atomic<bool>> cancelled_ = std::make_shared<std::atomic<bool>>();
 };
 
@@ -290,7 +303,8 @@ absl::Status CheckStrings(std::string_view bytes, const google::protobuf::Descri
   while (true) {
     const uint32_t tag = in.ReadTag();
     if (tag == 0) {
-      return in.CurrentPosition() == static_cast<int>(bytes.size()) ? absl::OkStatus() : malformed();
+      const bool at_end = in.CurrentPosition() == static_cast<int>(bytes.size());
+      return at_end ? absl::OkStatus() : malformed();
     }
     const int number = static_cast<int>(tag >> 3);
     if (WireFormatLite::GetTagWireType(tag) != WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
@@ -318,6 +332,25 @@ absl::Status CheckStrings(std::string_view bytes, const google::protobuf::Descri
       RETURN_IF_ERROR(CheckStrings(sub, f->message_type(), name + "."));
     }
   }
+}
+
+// The start shared by the unary calls that take raw bytes (Embed, Tokenize): the runtime
+// (UNAVAILABLE while loading or draining) and the decoded request (INVALID_ARGUMENT naming the
+// field). On failure `call` is rejected and completed, and the result is empty.
+std::optional<Runtime> BeginUnary(const EncoderService& service, UnaryCall* call,
+                                  const grpc::ByteBuffer& raw_request,
+                                  google::protobuf::Message* request) {
+  Rejection why = Rejection::kInvalidArgument;
+  absl::StatusOr<Runtime> runtime = service.Acquire(&why);
+  if (!runtime.ok()) {
+    call->Reject(why, runtime.status());
+    return std::nullopt;
+  }
+  if (absl::Status s = DecodeMessage(raw_request, request); !s.ok()) {
+    call->Reject(Rejection::kInvalidArgument, s);
+    return std::nullopt;
+  }
+  return *std::move(runtime);
 }
 
 }  // namespace
@@ -514,30 +547,20 @@ void EncoderService::FillResponse(const Prepared& p, const batching::JobResult& 
 grpc::ServerUnaryReactor* EncoderService::Embed(grpc::CallbackServerContext* context,
                                                 const grpc::ByteBuffer* raw_request,
                                                 grpc::ByteBuffer* raw_response) {
-  auto* call = new UnaryCall(observer_, "Embed");
-  Rejection why = Rejection::kInvalidArgument;
-  absl::StatusOr<Runtime> runtime = Acquire(&why);
-  if (!runtime.ok()) {
-    observer_->OnReject(why);
-    call->Complete(runtime.status());
-    return call;
-  }
-  auto request = std::make_unique<EmbedRequest>();
-  if (absl::Status s = DecodeMessage(*raw_request, request.get()); !s.ok()) {
-    observer_->OnReject(Rejection::kInvalidArgument);
-    call->Complete(s);
-    return call;
-  }
   const absl::Time deadline = CallDeadline(*context);
+  auto* call = new UnaryCall(observer_, "Embed", deadline);
+  EmbedRequest request;
+  const std::optional<Runtime> runtime = BeginUnary(*this, call, *raw_request, &request);
+  if (!runtime) return call;
   if (deadline <= absl::Now()) {
-    observer_->OnReject(Rejection::kDeadlineExceeded);
-    call->Complete(absl::DeadlineExceededError("deadline expired before the request was read"));
+    call->Reject(Rejection::kDeadlineExceeded,
+                 absl::DeadlineExceededError("deadline expired before the request was read"));
     return call;
   }
-  absl::StatusOr<Prepared> prepared = Prepare(*request, *runtime, &why);
+  Rejection why = Rejection::kInvalidArgument;
+  absl::StatusOr<Prepared> prepared = Prepare(request, *runtime, &why);
   if (!prepared.ok()) {
-    observer_->OnReject(why);
-    call->Complete(prepared.status());
+    call->Reject(why, prepared.status());
     return call;
   }
   observer_->OnTokenization(prepared->tokenization_time);
@@ -563,8 +586,7 @@ grpc::ServerUnaryReactor* EncoderService::Embed(grpc::CallbackServerContext* con
   };
   const absl::Status submitted = runtime->batcher->Submit(std::move(job));
   if (!submitted.ok()) {
-    observer_->OnReject(RejectionFor(submitted.code()));
-    call->Complete(submitted);
+    call->Reject(RejectionFor(submitted.code()), submitted);
     return call;
   }
   for (size_t i = 0; i < p->num_tokens.size(); ++i) {
@@ -582,44 +604,32 @@ grpc::ServerUnaryReactor* EncoderService::Tokenize(grpc::CallbackServerContext* 
                                                    const grpc::ByteBuffer* raw_request,
                                                    grpc::ByteBuffer* raw_response) {
   auto* call = new UnaryCall(observer_, "Tokenize");
-  Rejection why = Rejection::kInvalidArgument;
-  absl::StatusOr<Runtime> runtime = Acquire(&why);
-  if (!runtime.ok()) {
-    observer_->OnReject(why);
-    call->Complete(runtime.status());
+  longenc::v1::TokenizeRequest request;
+  const std::optional<Runtime> runtime = BeginUnary(*this, call, *raw_request, &request);
+  if (!runtime) return call;
+  if (request.texts_size() == 0) {
+    call->Reject(Rejection::kInvalidArgument,
+                 absl::InvalidArgumentError("TokenizeRequest.texts is empty: send at least one"));
     return call;
   }
-  longenc::v1::TokenizeRequest request_message;
-  longenc::v1::TokenizeResponse response_message;
-  const longenc::v1::TokenizeRequest* request = &request_message;
-  longenc::v1::TokenizeResponse* response = &response_message;
-  if (absl::Status s = DecodeMessage(*raw_request, &request_message); !s.ok()) {
-    observer_->OnReject(Rejection::kInvalidArgument);
-    call->Complete(s);
+  if (request.texts_size() > limits_.max_documents_per_request) {
+    call->Reject(Rejection::kTooManyDocuments,
+                 absl::InvalidArgumentError(absl::StrCat(
+                     "TokenizeRequest has ", request.texts_size(), " texts; the limit is ",
+                     limits_.max_documents_per_request, " (--max_documents_per_request)")));
     return call;
   }
-  if (request->texts_size() == 0) {
-    observer_->OnReject(Rejection::kInvalidArgument);
-    call->Complete(absl::InvalidArgumentError("TokenizeRequest.texts is empty"));
-    return call;
-  }
-  if (request->texts_size() > limits_.max_documents_per_request) {
-    observer_->OnReject(Rejection::kTooManyDocuments);
-    call->Complete(absl::InvalidArgumentError(absl::StrCat(
-        "TokenizeRequest has ", request->texts_size(), " texts; the limit is ",
-        limits_.max_documents_per_request, " (--max_documents_per_request)")));
-    return call;
-  }
+  longenc::v1::TokenizeResponse response;
   const absl::Time t0 = absl::Now();
-  for (int i = 0; i < request->texts_size(); ++i) {
-    absl::StatusOr<tokenizer::Encoding> enc = runtime->tokenizer->Encode(request->texts(i));
+  for (int i = 0; i < request.texts_size(); ++i) {
+    absl::StatusOr<tokenizer::Encoding> enc = runtime->tokenizer->Encode(request.texts(i));
     if (!enc.ok()) {
-      observer_->OnReject(Rejection::kInvalidArgument);
-      call->Complete(absl::InvalidArgumentError(
-          absl::StrCat("texts[", i, "]: ", enc.status().message())));
+      call->Reject(Rejection::kInvalidArgument,
+                   absl::InvalidArgumentError(
+                       absl::StrCat("texts[", i, "]: ", enc.status().message())));
       return call;
     }
-    longenc::v1::TokenizedText* out = response->add_results();
+    longenc::v1::TokenizedText* out = response.add_results();
     out->mutable_ids()->Add(enc->ids.begin(), enc->ids.end());
     for (const auto& [begin, end] : enc->offsets) {
       longenc::v1::Offset* o = out->add_offsets();
@@ -629,7 +639,7 @@ grpc::ServerUnaryReactor* EncoderService::Tokenize(grpc::CallbackServerContext* 
   }
   observer_->OnTokenization(absl::Now() - t0);
   bool own = false;
-  (void)grpc::SerializationTraits<longenc::v1::TokenizeResponse>::Serialize(*response,
+  (void)grpc::SerializationTraits<longenc::v1::TokenizeResponse>::Serialize(response,
                                                                              raw_response, &own);
   call->Complete(absl::OkStatus());
   return call;
@@ -642,8 +652,7 @@ grpc::ServerUnaryReactor* EncoderService::GetInfo(grpc::CallbackServerContext* c
   Rejection why = Rejection::kInvalidArgument;
   absl::StatusOr<Runtime> runtime = Acquire(&why);
   if (!runtime.ok()) {
-    observer_->OnReject(why);
-    call->Complete(runtime.status());
+    call->Reject(why, runtime.status());
     return call;
   }
   const model::ModelInfo& info = runtime->backend->info();

@@ -25,6 +25,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/integration/server_process.h"
 
 namespace longenc::client {
 namespace {
@@ -32,98 +33,9 @@ namespace {
 using longenc::v1::EmbedRequest;
 using longenc::v1::EmbedResponse;
 
-std::string BuildDir() {
-  const char* d = std::getenv("LONGENC_BUILD_DIR");
-  return d != nullptr ? d : "build";
-}
-
-std::string ModelDir() {
-  const char* d = std::getenv("LONGENC_MODEL_DIR");
-  return d != nullptr ? d : LONGENC_DEFAULT_MODEL_DIR;
-}
-
-// A longenc-server child process; SIGTERM + wait in Stop().
-class ServerProcess {
- public:
-  explicit ServerProcess(std::vector<std::string> extra = {}) {
-    char dir_template[] = "/tmp/longenc-it-XXXXXX";
-    dir_ = mkdtemp(dir_template);
-    const std::string port_file = dir_ + "/port";
-    std::vector<std::string> args = {BuildDir() + "/bin/longenc-server",
-                                     "--host=127.0.0.1",
-                                     "--port=0",
-                                     "--port_file=" + port_file,
-                                     "--metrics_address=127.0.0.1:0",
-                                     "--device=cpu",
-                                     "--threads=2",
-                                     "--model_dir=" + ModelDir()};
-    args.insert(args.end(), extra.begin(), extra.end());
-    pid_ = fork();
-    if (pid_ == 0) {
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    const absl::Time deadline = absl::Now() + absl::Seconds(120);
-    while (absl::Now() < deadline) {
-      std::ifstream in(port_file);
-      int port = 0;
-      if (in >> port && port > 0) {
-        address_ = absl::StrCat("127.0.0.1:", port);
-        break;
-      }
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        break;
-      }
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    if (address_.empty()) return;
-    ConnectOptions o;
-    o.servers = address_;
-    o.timeout = absl::Seconds(120);
-    client_ = std::move(*Client::Connect(o));
-    while (absl::Now() < deadline) {
-      absl::StatusOr<Health> h = client_->CheckHealth();
-      if (h.ok() && *h == Health::kServing) {
-        serving_ = true;
-        break;
-      }
-      absl::SleepFor(absl::Milliseconds(50));
-    }
-  }
-  ~ServerProcess() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  void Signal(int sig) { kill(pid_, sig); }
-  // Waits for exit; returns the exit code (or -signal).
-  int Wait() {
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-  }
-  int Stop() {
-    Signal(SIGTERM);
-    return Wait();
-  }
-  bool serving() const { return serving_; }
-  const std::string& address() const { return address_; }
-  Client& client() { return *client_; }
-
- private:
-  std::string dir_;
-  pid_t pid_ = -1;
-  std::string address_;
-  bool serving_ = false;
-  std::unique_ptr<Client> client_;
-};
+using ::longenc::integration::BuildDir;
+using ::longenc::integration::ModelDir;
+using ::longenc::integration::ServerProcess;
 
 EmbedRequest TextRequest(const std::vector<std::string>& texts) {
   EmbedRequest r;

@@ -310,15 +310,16 @@ TEST(EncoderService, FullQueueIsRefusedAtOnce) {
   h.gate = &gate;
   h.backend.gate = &gate;
   // The first request occupies the inference thread, the second fills the queue.
+  // The async stub does not own the requests: they must outlive the calls.
+  const EmbedRequest q1 = TokensRequest({{101, 102}});
+  const EmbedRequest q2 = TokensRequest({{101, 102}, {101, 102}});
   grpc::ClientContext c1, c2;
   EmbedResponse r1, r2;
   absl::Notification d1, d2;
   grpc::Status s1, s2;
-  h.stub->async()->Embed(&c1, new EmbedRequest(TokensRequest({{101, 102}})), &r1,
-                         [&](grpc::Status s) { s1 = s; d1.Notify(); });
+  h.stub->async()->Embed(&c1, &q1, &r1, [&](grpc::Status s) { s1 = s; d1.Notify(); });
   h.backend.entered.WaitForNotification();
-  h.stub->async()->Embed(&c2, new EmbedRequest(TokensRequest({{101, 102}, {101, 102}})), &r2,
-                         [&](grpc::Status s) { s2 = s; d2.Notify(); });
+  h.stub->async()->Embed(&c2, &q2, &r2, [&](grpc::Status s) { s2 = s; d2.Notify(); });
   h.observer.WaitForDocuments(3);
   EmbedResponse r3;
   const grpc::Status s3 = h.Embed(TokensRequest({{101, 102}}), &r3);
