@@ -52,7 +52,10 @@ class Method:
             return f"truncate {self.truncate}"
         if self.position == "chunk":
             return "chunk 512 (exact)" if self.attention == "full" else f"chunk {self.attention}"
-        opts = f"[{self.options}]" if self.options else ""
+        # A surrogate file is named by its file name only (paths differ between machines).
+        options = re.sub(r"surrogates=([^,;]*)",
+                         lambda m: "surrogates=" + pathlib.Path(m.group(1)).name, self.options)
+        opts = f"[{options}]" if options else ""
         return f"{self.attention}{opts} {self.position}"
 
     def prepare(self, ids: list[int]) -> list[int]:
@@ -68,7 +71,10 @@ def parse_method(text: str) -> Method:
         return Method(truncate=int(text[len("truncate"):]))
     if text == "chunk":
         return Method(position="chunk")
-    attention, _, position = text.partition("/")
+    # The position mode follows the last '/', so option values may be paths.
+    attention, _, position = text.rpartition("/")
+    if position.split(",")[0] not in ("recurrent", "grouped", "interpolate", "chunk"):
+        attention, position = text, ""
     name, _, options = attention.partition(":")
     return Method(name, options, position or "interpolate")
 
@@ -111,6 +117,8 @@ class Encoder:
                 and "min_len_efficient" not in options):
             attention, options = "full", ""
         tag = self._binary_tag if attention != "full" else ""
+        for path in re.findall(r"surrogates=([^,;]*)", options):  # recalibrated file, new key
+            tag += ":" + hashlib.sha1(pathlib.Path(path).read_bytes()).hexdigest()[:16]
         head = f"{attention}|{options}|{position}|{tag}|{n}|"
         return hashlib.sha1(head.encode() + np.asarray(ids, np.int32).tobytes()).hexdigest()
 
