@@ -1,6 +1,7 @@
 // longenc-server: flags -> listen (health NOT_SERVING) -> load the model -> SERVING -> wait for
 // SIGTERM/SIGINT -> drain -> exit 0. The only server file that links LibTorch (through
 // CreateTorchBackend); it includes no gRPC or protobuf header (see grpc_server.h).
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -124,4 +125,11 @@ int Run(int argc, char** argv) {
 }  // namespace
 }  // namespace longenc::server
 
-int main(int argc, char** argv) { return longenc::server::Run(argc, argv); }
+int main(int argc, char** argv) {
+  // glibc's defaults (an arena per thread, a heap threshold that grows after big frees) kept
+  // +27 % RSS after a 10-minute soak's warm-up; two arenas and 128 KiB mmaps keep it at +1 %
+  // (bench/soak.py, docs/RELIABILITY.md). Set before any thread exists.
+  mallopt(M_ARENA_MAX, 2);
+  mallopt(M_MMAP_THRESHOLD, 128 << 10);
+  return longenc::server::Run(argc, argv);
+}
