@@ -130,7 +130,8 @@ def run_longenc(binary, attention, options, position, ids, threads):
     last = [line for line in stderr.replace("\r", "\n").splitlines() if "tokens/s" in line][-1]
     tokens_per_s = float(last.split(",")[-1].split()[0])
     return {"tokens_per_s": tokens_per_s, "seconds_per_doc": len(ids) / tokens_per_s,
-            "peak_rss_mb": usage.ru_maxrss / 1024, "copies": copies}
+            "peak_rss_mb": usage.ru_maxrss / 1024, "copies": copies,
+            "cpu_seconds": usage.ru_utime + usage.ru_stime}
 
 
 def st_child(n, threads):
@@ -167,6 +168,7 @@ def run_st(n, threads):
         raise RuntimeError("sentence-transformers child failed")
     row = json.loads(out.strip().splitlines()[-1])
     row["peak_rss_mb"] = usage.ru_maxrss / 1024
+    row["cpu_seconds"] = usage.ru_utime + usage.ru_stime
     return row
 
 
@@ -180,8 +182,11 @@ def slope(points):
 
 def report(data):
     rows = data["rows"]
-    rate = data["gemm_flops"]
-    print(f"GEMM rate in this run: {rate / 1e9:.1f} GFLOP/s ({data['threads']} threads)\n")
+    # The ceiling is the best GEMM rate seen in the run: on a shared machine a single
+    # measurement catches whatever share of the core it was given at that moment.
+    rate = max([data["gemm_flops"]] + data.get("gemm_flops_more", []))
+    print(f"GEMM rate in this run (best of {1 + len(data.get('gemm_flops_more', []))}): "
+          f"{rate / 1e9:.1f} GFLOP/s ({data['threads']} threads)\n")
     labels = [m[0] for m in METHODS if any(r["label"] == m[0] for r in rows)]
     if any(r["label"] == "sentence-transformers" for r in rows):
         labels.append("sentence-transformers")
@@ -199,8 +204,9 @@ def report(data):
                 ratio = (exact[n]["seconds_per_doc"] / r["seconds_per_doc"]
                          if n in exact else float("nan"))
                 gflop = f"{flops * n / 1e9:.1f}" if flops else "—"
+                ratio_text = "—" if math.isnan(ratio) else f"{ratio:.2f}"
                 print(f"| {label} | {n} | {r['tokens_per_s']:.0f} | {r['seconds_per_doc']:.2f} | "
-                      f"{ratio:.2f} | {r['peak_rss_mb']:.0f} | {gflop} | "
+                      f"{ratio_text} | {r['peak_rss_mb']:.0f} | {gflop} | "
                       f"{'—' if math.isnan(frac) else f'{frac:.2f}'} |")
     print("\nScaling exponent (slope of log s/doc vs log N, 4k ≤ N ≤ 64k):")
     for label in labels:
@@ -264,7 +270,9 @@ def main():
             "binary": args.binary, "gemm_flops": gemm_rate(args.threads), "rows": [],
             "loadavg_start": os.getloadavg()}
     print(f"GEMM rate {data['gemm_flops'] / 1e9:.1f} GFLOP/s", file=sys.stderr, flush=True)
+    data["gemm_flops_more"] = []
     for n in [int(x) for x in args.lengths.split(",")]:
+        data["gemm_flops_more"].append(gemm_rate(args.threads))
         ids = corpus.concatenated_ids(n, seed=0)
         for label, attention, options, position in METHODS:
             if label not in wanted or (attention == "full" and not position and n > args.exact_max):
