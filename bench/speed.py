@@ -21,8 +21,10 @@ computation inside longenc.
 
   .venv/bin/python bench/speed.py --binary build-speed/bin/longenc-encode \\
       --lengths 512,2048,4096,16384,65536,8192,32768,1024 --exact_max 16384 \\
-      --out bench/results/speed.json
-  .venv/bin/python bench/speed.py --plot bench/results/speed.json --png docs/benchmarks_speed.png
+      --out bench/results/speed.raw
+  .venv/bin/python bench/speed.py --plot bench/results/speed.raw --png docs/benchmarks_speed.png
+
+The raw results (JSON) go to bench/results/speed.raw, which git ignores.
 
 Prints a markdown table per N and a summary of the issue-4 goals.
 """
@@ -251,7 +253,7 @@ def main():
     p.add_argument("--threads", type=int, default=1,
                    help="intra-op threads of every method (1: on a shared, oversubscribed "
                         "machine OpenMP barriers of 2 threads cost more than they bring)")
-    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "speed.json"))
+    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "speed.raw"))
     p.add_argument("--plot", help="only plot this JSON")
     p.add_argument("--report", help="only print the tables of this JSON")
     p.add_argument("--png", default=str(ROOT / "docs" / "benchmarks_speed.png"))
