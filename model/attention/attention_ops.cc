@@ -132,8 +132,8 @@ const torch::Tensor& StateOn(torch::Tensor& state, const torch::Device& device) 
   return state;
 }
 
-absl::StatusOr<int64_t> ReadMinLenEfficient(OptionReader& reader) {
-  return reader.Int("min_len_efficient", kDefaultMinLenEfficient, 0,
+absl::StatusOr<int64_t> ReadMinLenEfficient(OptionReader& reader, int64_t default_value) {
+  return reader.Int("min_len_efficient", default_value, 0,
                     std::numeric_limits<int64_t>::max());
 }
 

@@ -68,7 +68,8 @@ torch::Tensor RunInHeadGroups(
 const torch::Tensor& StateOn(torch::Tensor& state, const torch::Device& device);
 
 // Reads the `min_len_efficient` option shared by the approximate variants.
-absl::StatusOr<int64_t> ReadMinLenEfficient(OptionReader& reader);
+absl::StatusOr<int64_t> ReadMinLenEfficient(OptionReader& reader,
+                                            int64_t default_value = kDefaultMinLenEfficient);
 
 // A 64-bit seed for one random stream of one (layer, head): splitmix64 over the parts, so
 // streams never share state and do not depend on the batch or the sequence length.

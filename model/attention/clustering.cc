@@ -66,7 +66,8 @@ absl::StatusOr<ClusteringOptions> ReadClusteringOptions(OptionReader& reader,
   if (with_topk) {
     ASSIGN_OR_RETURN(options.topk, reader.Int("topk", defaults.topk, 1, 1 << 20));
   }
-  ASSIGN_OR_RETURN(options.min_len_efficient, ReadMinLenEfficient(reader));
+  ASSIGN_OR_RETURN(options.min_len_efficient,
+                   ReadMinLenEfficient(reader, defaults.min_len_efficient));
   return options;
 }
 

@@ -17,7 +17,9 @@
 //   refine             int   default 2    Lloyd rounds on the raw queries (squared L2) after
 //                                         the Hamming clustering
 //   hash_bias          bool  default 1    random plane offsets (Hamming ~ L2 distance)
-//   min_len_efficient  int   default 512  rows with fewer valid tokens run exact attention
+//   min_len_efficient  int   default 8192 rows with fewer valid tokens run exact attention,
+//                                         which is faster than i-clustered below ~8k tokens
+//                                         on CPU (docs/BENCHMARKS.md) and exact
 //
 // Why these defaults (document-embedding cosine to exact attention on linux-doc text,
 // bench/quality/fidelity.py; docs/BENCHMARKS.md "i-clustered defaults"): the paper's
@@ -49,6 +51,7 @@ absl::StatusOr<std::unique_ptr<Attention>> CreateImprovedClustered(const Attenti
   defaults.bits = 32;
   defaults.iterations = 0;
   defaults.refine = 2;
+  defaults.min_len_efficient = 8192;
   return internal::CreateClusteredFamily("iclustered", spec, defaults, /*improved=*/true);
 }
 
