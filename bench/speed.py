@@ -237,7 +237,8 @@ def plot(data, png):
         ax.grid(True, which="both", alpha=0.3)
     ax2.axhline(3072, color="red", linestyle="--", linewidth=1, label="3 GB goal")
     ax1.legend(fontsize=8)
-    fig.suptitle(f"longenc on {data['threads']} threads ({data['date']})")
+    fig.suptitle(f"longenc-encode, {data['threads']} intra-op thread(s) per process, "
+                 f"shared 2-core machine ({data['date']})")
     fig.tight_layout()
     fig.savefig(png, dpi=110)
 
