@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -127,9 +128,10 @@ int Run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   // glibc's defaults (an arena per thread, a heap threshold that grows after big frees) kept
-  // +27 % RSS after a 10-minute soak's warm-up; two arenas and 128 KiB mmaps keep it at +1 %
-  // (bench/soak.py, docs/RELIABILITY.md). Set before any thread exists.
-  mallopt(M_ARENA_MAX, 2);
-  mallopt(M_MMAP_THRESHOLD, 128 << 10);
+  // +27 % RSS after a 10-minute soak's warm-up; two arenas and 128 KiB mmaps keep it within 1 %
+  // (bench/soak.py, docs/RELIABILITY.md). The price is page faults on big attention buffers of
+  // very long documents; glibc's own MALLOC_ARENA_MAX / MALLOC_MMAP_THRESHOLD_ still win.
+  if (std::getenv("MALLOC_ARENA_MAX") == nullptr) mallopt(M_ARENA_MAX, 2);
+  if (std::getenv("MALLOC_MMAP_THRESHOLD_") == nullptr) mallopt(M_MMAP_THRESHOLD, 128 << 10);
   return longenc::server::Run(argc, argv);
 }
