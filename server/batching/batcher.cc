@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 namespace longenc::batching {
 namespace {
@@ -58,6 +59,15 @@ absl::Status Batcher::Submit(Job job) {
       refusal = absl::ResourceExhaustedError(absl::StrCat(
           "queue full: ", queued_, " documents queued, request has ", n, ", limit ",
           options_.max_queue_documents, " (--max_queue); retry with backoff"));
+    } else if (job.deadline != absl::InfiniteFuture() && tokens_per_second_ > 0 &&
+               queued_tokens_ > 0 &&
+               absl::Seconds(static_cast<double>(queued_tokens_ + tokens) / tokens_per_second_) >
+                   job.deadline - now) {
+      const double wait = static_cast<double>(queued_tokens_ + tokens) / tokens_per_second_;
+      refusal = absl::ResourceExhaustedError(absl::StrFormat(
+          "server overloaded: expected wait %.1f s exceeds the call's remaining deadline %.1f s "
+          "(%d tokens queued ahead at about %.0f tokens/s); retry later or elsewhere",
+          wait, absl::ToDoubleSeconds(job.deadline - now), queued_tokens_, tokens_per_second_));
     } else {
       auto state = std::make_shared<JobState>();
       state->enqueued = now;
@@ -69,6 +79,7 @@ absl::Status Batcher::Submit(Job job) {
         queue_.push_back(Item{state, i, std::move(docs[i])});
       }
       queued_ += n;
+      queued_tokens_ += tokens;
       depth = queued_;
       ++generation_;
       cv_.Signal();
@@ -98,6 +109,7 @@ void Batcher::DropDead(absl::Time now, std::vector<Failure>* failures) {
     }
     if (state.finished) {
       --queued_;
+      queued_tokens_ -= static_cast<int64_t>(item.ids.size());
       continue;
     }
     kept.push_back(std::move(item));
@@ -178,8 +190,15 @@ Batcher::StepResult Batcher::Step() {
     const absl::Time now = clock_->Now();
     DropDead(now, &failures);
     depth_after_drop = queued_;
+    Plan plan;
+    if (!queue_.empty()) plan = MakePlan(now);
+    // Each round fails at least one job, so this ends.
+    while (!queue_.empty() && plan.ready && FailDoomed(plan, now, &failures)) {
+      DropDead(now, &failures);
+      depth_after_drop = queued_;
+      if (!queue_.empty()) plan = MakePlan(now);
+    }
     if (!queue_.empty()) {
-      Plan plan = MakePlan(now);
       if (plan.ready) {
         std::sort(plan.items.begin(), plan.items.end());
         batch.reserve(plan.items.size());
@@ -196,6 +215,7 @@ Batcher::StepResult Batcher::Step() {
         }
         queue_.swap(rest);
         queued_ -= static_cast<int64_t>(batch.size());
+        for (const Item& item : batch) queued_tokens_ -= static_cast<int64_t>(item.ids.size());
       } else {
         out.wake_at = plan.wake_at;
       }
@@ -245,6 +265,7 @@ void Batcher::RunBatch(std::vector<Item> items, int64_t queue_after) {
                                               " documents of dim ", result->dim));
   }
   stats.inference_time = end - start;
+  if (result.ok()) RecordThroughput(stats.padded_tokens, stats.inference_time);
   stats.code = result.status().code();
   if (result.ok()) stats.peak_memory_bytes = result->peak_memory_bytes;
   for (const Item& item : items) stats.queue_times.push_back(start - item.job->enqueued);
@@ -278,6 +299,50 @@ void Batcher::RunBatch(std::vector<Item> items, int64_t queue_after) {
       s.job.done = nullptr;
     }
   }
+}
+
+bool Batcher::FailDoomed(const Plan& plan, absl::Time now, std::vector<Failure>* failures) {
+  if (tokens_per_second_ <= 0) return false;
+  // A batch of one job runs even if it looks too slow: running is also how a too pessimistic
+  // estimate recovers (no batch, no new measurement).
+  bool one_job = true;
+  int64_t longest = 0;
+  for (size_t i : plan.items) {
+    longest = std::max(longest, static_cast<int64_t>(queue_[i].ids.size()));
+    one_job = one_job && queue_[i].job == queue_[plan.items.front()].job;
+  }
+  if (one_job) return false;
+  const double seconds =
+      static_cast<double>(longest * static_cast<int64_t>(plan.items.size())) / tokens_per_second_;
+  const absl::Time end = now + absl::Seconds(seconds);
+  bool any = false;
+  for (size_t i : plan.items) {
+    JobState& state = *queue_[i].job;
+    if (state.finished || state.job.deadline >= end) continue;
+    state.finished = true;
+    any = true;
+    failures->push_back({queue_[i].job, absl::DeadlineExceededError(absl::StrFormat(
+                                            "deadline would pass during compute: %.1f s left, "
+                                            "the batch needs about %.1f s; dropped before compute",
+                                            absl::ToDoubleSeconds(state.job.deadline - now),
+                                            seconds))});
+  }
+  return any;
+}
+
+void Batcher::RecordThroughput(int64_t padded_tokens, absl::Duration took) {
+  // A batch timed as zero (a coarse or fake clock) says nothing about the rate.
+  if (padded_tokens <= 0 || took <= absl::ZeroDuration()) return;
+  const double rate = static_cast<double>(padded_tokens) / absl::ToDoubleSeconds(took);
+  absl::MutexLock lock(&mu_);
+  tokens_per_second_ = tokens_per_second_ <= 0
+                           ? rate
+                           : kThroughputAlpha * rate + (1 - kThroughputAlpha) * tokens_per_second_;
+}
+
+double Batcher::tokens_per_second() const {
+  absl::MutexLock lock(&mu_);
+  return tokens_per_second_;
 }
 
 void Batcher::Start() {

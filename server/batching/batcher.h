@@ -5,6 +5,14 @@
 // Policy:
 //  - Admission: the queue holds at most max_queue_documents documents; a job that does not fit
 //    is refused at once with RESOURCE_EXHAUSTED (never buffered). While draining, UNAVAILABLE.
+//  - Deadline-aware admission: the batcher keeps an EWMA of its compute throughput (padded
+//    tokens per second of the batches run so far, timed with the injected clock). A job with a
+//    deadline whose expected wait ((tokens queued ahead + its own) / throughput) exceeds the time
+//    left is refused at once with RESOURCE_EXHAUSTED: a queue longer than capacity x deadline
+//    would otherwise make every admitted job wait until its deadline is gone. Before the first
+//    batch there is no estimate and only the queue limit applies; a job that finds the queue empty
+//    is admitted (running is how a too pessimistic estimate recovers). The batch computing at
+//    the time is not counted (its remaining time is not known).
 //  - A batch holds documents with equal EncodeSettings, always includes the oldest queued
 //    document (no starvation) and adds the queued documents whose lengths are closest to it
 //    while the padded cost (longest x count) stays within max_batch_tokens; a document longer
@@ -12,7 +20,10 @@
 //  - The batch starts when it is full, or when the oldest document has waited max_batch_delay,
 //    or at once while draining.
 //  - Jobs cancelled or past their deadline are failed (CANCELLED / DEADLINE_EXCEEDED) and
-//    their documents removed before any compute; a failed batch fails every job in it.
+//    their documents removed before any compute; so is a job whose time left is shorter than
+//    the estimated compute time of the batch it would join (it would finish too late anyway);
+//    the batch is then planned again without it; a batch of one job's documents always runs.
+//    A failed batch fails every job in it.
 //
 // Threading: Submit() is thread-safe. Start() runs Step() on an owned inference thread
 // (real-time waits); unit tests instead call Step() themselves with a fake clock. Each job's
@@ -78,7 +89,8 @@ class Batcher {
   Batcher& operator=(const Batcher&) = delete;
 
   // Admits the job or refuses it at once: InvalidArgument (no documents, no callback),
-  // ResourceExhausted (queue full), Unavailable (draining), DeadlineExceeded (expired).
+  // ResourceExhausted (queue full, or expected wait longer than the time left to the deadline),
+  // Unavailable (draining), DeadlineExceeded (expired).
   // On refusal the callback is not called.
   absl::Status Submit(Job job);
 
@@ -96,6 +108,11 @@ class Batcher {
 
   int64_t queued_documents() const;
   bool draining() const;
+  // The throughput estimate in padded tokens per second; 0 before the first timed batch.
+  double tokens_per_second() const;
+
+  // Weight of the newest batch in the throughput EWMA.
+  static constexpr double kThroughputAlpha = 0.3;
 
  private:
   struct JobState;
@@ -117,6 +134,11 @@ class Batcher {
   };
 
   void DropDead(absl::Time now, std::vector<Failure>* failures) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Marks finished (with a failure) every job of `plan` whose deadline falls before the plan's
+  // estimated end; returns whether it marked any (then DropDead removes them).
+  bool FailDoomed(const Plan& plan, absl::Time now, std::vector<Failure>* failures)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RecordThroughput(int64_t padded_tokens, absl::Duration took);
   Plan MakePlan(absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RunBatch(std::vector<Item> items, int64_t queue_after);
   void Loop();
@@ -130,6 +152,8 @@ class Batcher {
   absl::CondVar cv_;
   std::deque<Item> queue_ ABSL_GUARDED_BY(mu_);  // arrival order
   int64_t queued_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t queued_tokens_ ABSL_GUARDED_BY(mu_) = 0;
+  double tokens_per_second_ ABSL_GUARDED_BY(mu_) = 0;  // 0 = no estimate yet
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;  // bumped by Submit/Drain to wake the loop
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   int64_t batch_seq_ = 0;  // inference thread only

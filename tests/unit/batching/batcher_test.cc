@@ -373,6 +373,150 @@ TEST(Batcher, ObserverSeesEveryStage) {
   EXPECT_EQ(obs.last_depth, 0);
 }
 
+// Runs one 100-token document alone in `compute` of fake time, so the batcher measures
+// 100 tokens / compute.
+void RunTimedBatch(Fixture* f, absl::Duration compute) {
+  Outcome out;
+  f->backend.compute = compute;
+  ASSERT_TRUE(f->batcher.Submit(MakeJob({Doc(100, 9)}, &out)).ok());
+  Batcher::StepResult r = f->batcher.Step();
+  if (!r.ran) {  // wait out max_batch_delay
+    f->clock.Advance(r.wake_at - f->clock.Now());
+    r = f->batcher.Step();
+  }
+  ASSERT_TRUE(r.ran);
+  ASSERT_EQ(out.calls, 1);
+  ASSERT_TRUE(out.result->ok());
+}
+
+Job JobWithDeadline(std::vector<std::vector<int32_t>> docs, Outcome* out, absl::Time deadline) {
+  Job job = MakeJob(std::move(docs), out);
+  job.deadline = deadline;
+  return job;
+}
+
+TEST(Batcher, ThroughputEstimateTracksBatchTimes) {
+  Fixture f(Options(1000, absl::ZeroDuration()));
+  EXPECT_EQ(f.batcher.tokens_per_second(), 0);
+  RunTimedBatch(&f, absl::Seconds(1));
+  EXPECT_DOUBLE_EQ(f.batcher.tokens_per_second(), 100);
+  RunTimedBatch(&f, absl::Milliseconds(500));  // 200 tokens/s
+  const double a = Batcher::kThroughputAlpha;
+  EXPECT_DOUBLE_EQ(f.batcher.tokens_per_second(), a * 200 + (1 - a) * 100);
+  // A failed batch is not a measurement.
+  f.backend.fail = absl::InternalError("boom");
+  const double before = f.batcher.tokens_per_second();
+  Outcome out;
+  f.backend.compute = absl::Seconds(50);
+  ASSERT_TRUE(f.batcher.Submit(MakeJob({Doc(100, 9)}, &out)).ok());
+  ASSERT_TRUE(f.batcher.Step().ran);
+  EXPECT_DOUBLE_EQ(f.batcher.tokens_per_second(), before);
+}
+
+TEST(Batcher, RefusesWhenExpectedWaitExceedsTheDeadline) {
+  RecordingObserver obs;
+  Fixture f(Options(1000, absl::Seconds(10)), &obs);
+  RunTimedBatch(&f, absl::Seconds(1));  // 100 tokens/s
+  Outcome ahead, late;
+  ASSERT_TRUE(f.batcher.Submit(MakeJob({Doc(150, 1), Doc(150, 2)}, &ahead)).ok());
+  // (300 queued + 100 own) / 100 tokens/s = 4 s > 2 s.
+  const absl::Status s =
+      f.batcher.Submit(JobWithDeadline({Doc(100, 3)}, &late, f.clock.Now() + absl::Seconds(2)));
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(s.message()),
+              ::testing::HasSubstr("expected wait 4.0 s exceeds the call's remaining "
+                                   "deadline 2.0 s"));
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("retry later or elsewhere"));
+  EXPECT_EQ(late.calls, 0);
+  EXPECT_EQ(f.batcher.queued_documents(), 2);
+  EXPECT_THAT(obs.rejects, ElementsAre(absl::StatusCode::kResourceExhausted));
+}
+
+TEST(Batcher, AdmitsWhenExpectedWaitFitsTheDeadline) {
+  Fixture f(Options(1000, absl::Seconds(10)));
+  RunTimedBatch(&f, absl::Seconds(1));  // 100 tokens/s
+  Outcome ahead, fits;
+  ASSERT_TRUE(f.batcher.Submit(MakeJob({Doc(150, 1), Doc(150, 2)}, &ahead)).ok());
+  // Exactly 4 s of expected wait for 4 s left: admitted.
+  EXPECT_TRUE(
+      f.batcher.Submit(JobWithDeadline({Doc(100, 3)}, &fits, f.clock.Now() + absl::Seconds(4)))
+          .ok());
+  EXPECT_EQ(f.batcher.queued_documents(), 3);
+}
+
+TEST(Batcher, NoRefusalForWaitBeforeTheFirstEstimate) {
+  Fixture f(Options(1000, absl::Seconds(10)));
+  Outcome ahead, tight;
+  ASSERT_TRUE(f.batcher.Submit(MakeJob({Doc(500, 1), Doc(500, 2)}, &ahead)).ok());
+  EXPECT_TRUE(f.batcher
+                  .Submit(JobWithDeadline({Doc(100, 3)}, &tight,
+                                          f.clock.Now() + absl::Milliseconds(1)))
+                  .ok());
+}
+
+TEST(Batcher, JobsWithoutDeadlineAreNotRefusedForWait) {
+  Fixture f(Options(1000, absl::Seconds(10)));
+  RunTimedBatch(&f, absl::Seconds(1));  // 100 tokens/s: 10 s of work below
+  Outcome a, b;
+  ASSERT_TRUE(f.batcher.Submit(MakeJob({Doc(500, 1), Doc(500, 2)}, &a)).ok());
+  EXPECT_TRUE(f.batcher.Submit(MakeJob({Doc(500, 3)}, &b)).ok());
+}
+
+TEST(Batcher, JobFindingAnEmptyQueueIsAdmitted) {
+  // Its own 100 tokens need 1 s, it has 0.5 s: with nothing ahead it still runs, since running
+  // is how a pessimistic estimate gets corrected.
+  Fixture f(Options(1000, absl::ZeroDuration()));
+  RunTimedBatch(&f, absl::Seconds(1));
+  Outcome a;
+  f.backend.compute = absl::Milliseconds(100);
+  ASSERT_TRUE(
+      f.batcher.Submit(JobWithDeadline({Doc(100, 1)}, &a, f.clock.Now() + absl::Milliseconds(500)))
+          .ok());
+  EXPECT_TRUE(f.batcher.Step().ran);
+  ASSERT_EQ(a.calls, 1);
+  EXPECT_TRUE(a.result->ok());
+  EXPECT_GT(f.batcher.tokens_per_second(), 100);
+}
+
+TEST(Batcher, JobThatWouldFinishAfterItsDeadlineIsDroppedBeforeCompute) {
+  RecordingObserver obs;
+  Fixture f(Options(1000, absl::ZeroDuration()), &obs);
+  RunTimedBatch(&f, absl::Seconds(1));  // 100 tokens/s
+  Outcome doomed, other;
+  // Admitted (nothing ahead, 1 s of its own work for 1.5 s), but the batch with `other` would
+  // take 200 / 100 = 2 s.
+  ASSERT_TRUE(f.batcher
+                  .Submit(JobWithDeadline({Doc(100, 1)}, &doomed,
+                                          f.clock.Now() + absl::Milliseconds(1500)))
+                  .ok());
+  ASSERT_TRUE(f.batcher.Submit(MakeJob({Doc(100, 2)}, &other)).ok());
+  EXPECT_TRUE(f.batcher.Step().ran);
+  ASSERT_EQ(doomed.calls, 1);
+  EXPECT_EQ(doomed.result->status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(std::string(doomed.result->status().message()),
+              ::testing::HasSubstr("deadline would pass during compute"));
+  ASSERT_EQ(other.calls, 1);
+  EXPECT_TRUE(other.result->ok());
+  // The first batch was the estimate's; then `other` alone.
+  EXPECT_THAT(f.backend.batches, ElementsAre(ElementsAre(100), ElementsAre(100)));
+  EXPECT_THAT(obs.drops, ElementsAre(absl::StatusCode::kDeadlineExceeded));
+  EXPECT_EQ(f.batcher.queued_documents(), 0);
+}
+
+TEST(Batcher, JobThatFitsItsBatchIsComputed) {
+  Fixture f(Options(1000, absl::ZeroDuration()));
+  RunTimedBatch(&f, absl::Seconds(1));  // 100 tokens/s
+  Outcome a, b;
+  ASSERT_TRUE(
+      f.batcher.Submit(JobWithDeadline({Doc(100, 1)}, &a, f.clock.Now() + absl::Seconds(3)))
+          .ok());
+  ASSERT_TRUE(f.batcher.Submit(MakeJob({Doc(100, 2)}, &b)).ok());
+  EXPECT_TRUE(f.batcher.Step().ran);
+  ASSERT_EQ(a.calls, 1);
+  EXPECT_TRUE(a.result->ok());
+  EXPECT_EQ(f.backend.batches.back().size(), 2u);
+}
+
 TEST(Batcher, InferenceThreadServesConcurrentSubmitters) {
   FakeBackend backend(nullptr);
   Batcher batcher(&backend, Options(64, absl::ZeroDuration()), Clock::Real(), nullptr);
