@@ -25,6 +25,7 @@ def main():
     data = common.load_json(args.results, {"results": [], "order": []})
     wanted = [m for m in args.methods.split(",") if m] or data["order"]
     fig, ax = plt.subplots(figsize=(8, 4.8), dpi=100)
+    ax.set_prop_cycle(color=plt.cm.tab20.colors)  # more methods than the default 10 colours
     counts = {}
     for label in wanted:
         points = sorted((r["length"], r["top1"]) for r in data["results"] if r["method"] == label)
