@@ -35,16 +35,19 @@ ABSL_FLAG(std::string, output, "", "safetensors file to write (tensors layer.<L>
 ABSL_FLAG(std::string, model_dir, "",
           "Hugging Face BERT directory; default: $LONGENC_MODEL_DIR, else the exported "
           "all-MiniLM-L6-v2");
-ABSL_FLAG(std::string, attention_options, "",
+ABSL_FLAG(std::string, attention_options, "clusters=128,kappa=32",
           "the cast options the surrogates are for: clusters (surrogates per head), kappa, "
-          "assignment, mix; give the same kappa/assignment/mix to the server with surrogates=FILE");
+          "assignment, mix; recorded in the file, whose loader takes them as defaults (the "
+          "default is the best setting of docs/QUALITY.md §1c)");
 ABSL_FLAG(std::string, position_mode, "grouped,logscale",
           "position mode of the exact model run over documents longer than 512 tokens; use the "
           "one the surrogates will serve with");
 ABSL_FLAG(int64_t, max_length, 4096,
           "documents are cut to this many tokens ([SEP] kept): calibration cost grows with it");
-ABSL_FLAG(int64_t, steps, 30, "Adam steps per layer on the surrogates; 0 = k-means only");
-ABSL_FLAG(double, learning_rate, 0.02, "Adam learning rate");
+ABSL_FLAG(int64_t, steps, 10,
+          "Adam steps per layer on the surrogates; 0 = k-means only (each step runs CAST forward "
+          "and backward over every training document)");
+ABSL_FLAG(double, learning_rate, 0.05, "Adam learning rate");
 ABSL_FLAG(int64_t, kmeans_iterations, 25, "Lloyd iterations of the k-means initialisation");
 ABSL_FLAG(int64_t, kmeans_samples, 8192, "keys per head sampled for the k-means");
 ABSL_FLAG(int64_t, validation_documents, 1,
@@ -108,8 +111,8 @@ int main(int argc, char** argv) {
       "in the exact model. Writes a safetensors file for\n"
       "  --attention=cast --attention_options=surrogates=FILE[,kappa=..,assignment=..,mix=..]\n"
       "Example:\n"
-      "  .venv/bin/python bench/quality/calibration_docs.py --count 5 --length 2048 > calib.jsonl\n"
-      "  longenc-calibrate --input=calib.jsonl --output=cast.safetensors --steps=30");
+      "  .venv/bin/python bench/quality/calibration_docs.py --count 3 --length 1024 > calib.jsonl\n"
+      "  longenc-calibrate --input=calib.jsonl --output=cast.safetensors");
   absl::ParseCommandLine(argc, argv);
   namespace attn = longenc::attention;
   namespace enc = longenc::encoder;

@@ -30,8 +30,8 @@ struct CalibrationOptions {
   // settings must be given to the "cast" variant that loads them.
   attention::internal::CastSettings cast;
   positions::PositionScheme positions{positions::Mode::kGrouped, /*log_scale=*/true};
-  int64_t steps = 30;               // Adam steps per layer; 0 = k-means initialisation only
-  double learning_rate = 0.02;
+  int64_t steps = 10;               // Adam steps per layer; 0 = k-means initialisation only
+  double learning_rate = 0.05;
   int64_t kmeans_iterations = 25;
   int64_t kmeans_samples = 8192;    // keys per head sampled for k-means
   int64_t validation_documents = 1; // the last documents: reported, never trained on
