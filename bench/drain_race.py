@@ -18,23 +18,11 @@ import threading
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from scaleout_cluster import ROOT, start_replicas  # noqa: E402
+from encoder_stubs import load_stubs  # noqa: E402
+from scaleout_cluster import start_replicas  # noqa: E402
 
 SAFE = ("server is draining", "model is loading", "failed to connect",
         "connections to all backends failing")
-
-
-def stubs(workdir):
-    import importlib
-    from grpc_tools import protoc
-
-    include = pathlib.Path(protoc.__file__).parent / "_proto"
-    assert protoc.main(["protoc", f"-I{ROOT / 'proto'}", f"-I{include}", f"--python_out={workdir}",
-                        f"--grpc_python_out={workdir}",
-                        str(ROOT / "proto/longenc/v1/encoder.proto")]) == 0
-    sys.path.insert(0, str(workdir))
-    return (importlib.import_module("longenc.v1.encoder_pb2"),
-            importlib.import_module("longenc.v1.encoder_pb2_grpc"))
 
 
 def one_drain(workdir, index, pb, pb_grpc, watch_health, endings):
@@ -85,7 +73,7 @@ def main():
     endings = collections.Counter()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = pathlib.Path(tmp)
-        pb, pb_grpc = stubs(workdir)
+        pb, pb_grpc = load_stubs()
         for i in range(args.drains):
             (workdir / str(i)).mkdir()
             code = one_drain(workdir, i, pb, pb_grpc, args.watch_health, endings)

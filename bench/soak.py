@@ -18,7 +18,6 @@ Not a CI test (10 minutes).
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import pathlib
@@ -37,23 +36,12 @@ if not BUILD.is_absolute():
 SERVER = BUILD / "bin" / "longenc-server"
 MODEL_DIR = pathlib.Path(os.environ.get("LONGENC_MODEL_DIR", ROOT / "models" / "all-MiniLM-L6-v2"))
 
+sys.path.insert(0, str(ROOT / "bench"))
+from encoder_stubs import load_stubs  # noqa: E402  (re-exported for test_overload.py)
+
 # grpc.health.v1 Check: the empty request; a response of SERVING is `status = 1`.
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 SERVING = b"\x08\x01"
-
-
-def load_stubs():
-    """(encoder_pb2, encoder_pb2_grpc) generated from proto/ with grpcio-tools into a temp dir."""
-    from grpc_tools import protoc
-    out = pathlib.Path(tempfile.mkdtemp(prefix="longenc-stubs-"))
-    include = pathlib.Path(protoc.__file__).parent / "_proto"
-    rc = protoc.main(["protoc", f"-I{ROOT / 'proto'}", f"-I{include}", f"--python_out={out}",
-                      f"--grpc_python_out={out}", str(ROOT / "proto/longenc/v1/encoder.proto")])
-    if rc != 0:
-        raise RuntimeError("protoc failed on proto/longenc/v1/encoder.proto")
-    sys.path.insert(0, str(out))
-    return (importlib.import_module("longenc.v1.encoder_pb2"),
-            importlib.import_module("longenc.v1.encoder_pb2_grpc"))
 
 
 def rss_kib(pid: int) -> int:

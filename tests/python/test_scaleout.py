@@ -14,7 +14,6 @@ Bounded: a few hundred short documents, every call with a deadline. Needs
 $LONGENC_BUILD_DIR/bin/longenc-server and longenc (skipped otherwise).
 """
 import concurrent.futures
-import importlib
 import json
 import pathlib
 import subprocess
@@ -27,6 +26,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
+from encoder_stubs import load_stubs  # noqa: E402
 from scaleout_cluster import CLI, SERVER, start_replicas  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not (SERVER.exists() and CLI.exists()),
@@ -50,19 +50,8 @@ def texts(n):
 
 
 @pytest.fixture(scope="module")
-def stubs(tmp_path_factory):
-    from grpc_tools import protoc
-
-    out = tmp_path_factory.mktemp("stubs")
-    include = pathlib.Path(protoc.__file__).parent / "_proto"
-    for proto in ["longenc/v1/encoder.proto", "grpc/health/v1/health.proto"]:
-        assert protoc.main(["protoc", f"-I{ROOT / 'proto'}", f"-I{include}",
-                            f"--python_out={out}", f"--grpc_python_out={out}",
-                            str(ROOT / "proto" / proto)]) == 0
-    sys.path.insert(0, str(out))
-    yield (importlib.import_module("longenc.v1.encoder_pb2"),
-           importlib.import_module("longenc.v1.encoder_pb2_grpc"))
-    sys.path.remove(str(out))
+def stubs():
+    return load_stubs()
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ must succeed with the reference embedding; after each rejection the server still
 Needs $LONGENC_BUILD_DIR/bin/longenc-server and longenc (skipped otherwise) and `openssl`.
 """
 import contextlib
-import importlib
 import json
 import os
 import pathlib
@@ -26,6 +25,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
+from encoder_stubs import load_stubs  # noqa: E402
 from scaleout_cluster import CLI, MODEL_DIR, SERVER, Replica  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
@@ -84,19 +84,10 @@ def pki(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def stubs(tmp_path_factory):
-    """encoder_pb2 / encoder_pb2_grpc generated at test time (health is called raw, below)."""
-    from grpc_tools import protoc
-
-    out = tmp_path_factory.mktemp("stubs")
-    include = pathlib.Path(protoc.__file__).parent / "_proto"
-    assert protoc.main(["protoc", f"-I{ROOT / 'proto'}", f"-I{include}", f"--python_out={out}",
-                        f"--grpc_python_out={out}",
-                        str(ROOT / "proto" / "longenc" / "v1" / "encoder.proto")]) == 0
-    sys.path.insert(0, str(out))
-    yield {name: importlib.import_module(name)
-           for name in ["longenc.v1.encoder_pb2", "longenc.v1.encoder_pb2_grpc"]}
-    sys.path.remove(str(out))
+def stubs():
+    """encoder_pb2 / encoder_pb2_grpc (health is called raw, below)."""
+    pb2, pb2_grpc = load_stubs()
+    return {"longenc.v1.encoder_pb2": pb2, "longenc.v1.encoder_pb2_grpc": pb2_grpc}
 
 
 def health_status(channel, service=""):
