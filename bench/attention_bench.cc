@@ -21,6 +21,7 @@
 
 #include <torch/torch.h>
 
+#include "common/process_memory.h"
 #include "model/attention/options.h"
 #include "model/attention/registry.h"
 
@@ -39,16 +40,12 @@ std::vector<std::string> Split(const std::string& s, char sep) {
   return out;
 }
 
-int64_t StatusKb(const std::string& field) {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind(field + ":", 0) == 0) return std::stoll(line.substr(field.size() + 1));
-  }
-  return -1;
+// VmRSS, or VmHWM with `peak`, in MiB; 0 where /proc is missing.
+double ResidentMb(bool peak) {
+  absl::StatusOr<longenc::ProcessMemory> memory = longenc::ReadProcessMemory();
+  if (!memory.ok()) return 0;
+  return (peak ? memory->peak_resident_bytes : memory->resident_bytes) / 1048576.0;
 }
-
-void ResetPeak() { std::ofstream("/proc/self/clear_refs") << "5"; }
 
 struct Measurement {
   double seconds = 0;
@@ -63,12 +60,12 @@ Measurement Run(longenc::attention::Attention& attention, const torch::Tensor& q
   m.seconds = 1e30;
   for (int r = 0; r < reps; ++r) {
     m.out = torch::Tensor();
-    ResetPeak();
-    const int64_t before = StatusKb("VmRSS");
+    longenc::ResetPeakResident();
+    const double before_mb = ResidentMb(/*peak=*/false);
     const auto start = std::chrono::steady_clock::now();
     torch::Tensor out = attention.Forward(q, k, v, valid);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    m.peak_mb = std::max(m.peak_mb, (StatusKb("VmHWM") - before) / 1024.0);
+    m.peak_mb = std::max(m.peak_mb, ResidentMb(/*peak=*/true) - before_mb);
     m.seconds = std::min(m.seconds, s);
     m.out = out;
   }

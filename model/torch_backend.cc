@@ -8,7 +8,6 @@
 #include "model/torch_backend.h"
 
 #include <algorithm>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <string>
@@ -22,7 +21,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
+#include "common/process_memory.h"
 #include "common/status_macros.h"
 #include "model/attention/options.h"
 #include "model/attention/registry.h"
@@ -60,22 +59,6 @@ absl::StatusOr<torch::Device> ParseDevice(const std::string& text) {
   }
   return absl::InvalidArgumentError(absl::StrCat("--device=", text, ": expected cpu, cuda or cuda:N"));
 }
-
-// Resident-set high-water mark. Writing "5" to clear_refs resets it, which lets each batch
-// report its own peak on CPU.
-int64_t ReadPeakRssBytes() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (absl::StartsWith(line, "VmHWM:")) {
-      int64_t kb = 0;
-      std::vector<std::string> parts = absl::StrSplit(line, ' ', absl::SkipEmpty());
-      if (parts.size() >= 2 && absl::SimpleAtoi(parts[1], &kb)) return kb * 1024;
-    }
-  }
-  return 0;
-}
-void ResetPeakRss() { std::ofstream("/proc/self/clear_refs") << "5"; }
 
 std::string SettingsKey(const EncodeSettings& s) {
   return absl::StrCat(s.attention, "|", s.attention_options);
@@ -247,7 +230,7 @@ class TorchBackend final : public Backend {
     c10::InferenceMode inference;
     const bool cpu = device_.is_cpu();
     if (cpu) {
-      ResetPeakRss();
+      ResetPeakResident();  // so the batch reports its own peak
     } else {
       c10::cuda::CUDACachingAllocator::resetPeakStats(device_.index());
     }
@@ -288,7 +271,8 @@ class TorchBackend final : public Backend {
     result.dim = dim;
     result.embeddings.assign(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
     if (cpu) {
-      result.peak_memory_bytes = ReadPeakRssBytes();
+      absl::StatusOr<ProcessMemory> memory = ReadProcessMemory();
+      result.peak_memory_bytes = memory.ok() ? memory->peak_resident_bytes : 0;
     } else {
       // Index 0 of each stat array is the aggregate over pool types.
       const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device_.index());

@@ -5,18 +5,17 @@
 #include <cerrno>
 #include <charconv>
 #include <cstdlib>
-#include <fstream>
 #include <sstream>
 #include <stdexcept>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
+#include "common/process_memory.h"
 #include "server/metrics/http_listener.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "prometheus/collectable.h"
 #include "prometheus/counter.h"
@@ -141,19 +140,6 @@ Family<T>& Register(prometheus::Registry& registry, FamilyId id) {
       registry);
 }
 
-// Parses "<number> kB" (the unit /proc uses for Vm* lines) into bytes.
-absl::StatusOr<int64_t> ParseKilobytes(absl::string_view value) {
-  value = absl::StripAsciiWhitespace(value);
-  if (!absl::ConsumeSuffix(&value, "kB")) {
-    return absl::InvalidArgumentError(absl::StrCat("expected a value in kB, got '", value, "'"));
-  }
-  int64_t kib = 0;
-  if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(value), &kib) || kib < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("not a size: '", value, "'"));
-  }
-  return kib * 1024;
-}
-
 }  // namespace
 
 std::vector<double> SecondsBuckets() {
@@ -201,37 +187,6 @@ const std::vector<std::string>& RpcMethods() {
   static const auto* const kMethods =
       new std::vector<std::string>{"Embed", "EmbedStream", "Tokenize", "GetInfo"};
   return *kMethods;
-}
-
-absl::StatusOr<ProcessMemory> ParseProcStatus(std::string_view status_text) {
-  ProcessMemory memory;
-  bool have_rss = false;
-  bool have_hwm = false;
-  for (absl::string_view line : absl::StrSplit(Absl(status_text), '\n')) {
-    std::pair<absl::string_view, absl::string_view> kv =
-        absl::StrSplit(line, absl::MaxSplits(':', 1));
-    if (kv.first == "VmRSS" || kv.first == "VmHWM") {
-      absl::StatusOr<int64_t> bytes = ParseKilobytes(kv.second);
-      if (!bytes.ok()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(kv.first, " in /proc status: ", bytes.status().message()));
-      }
-      (kv.first == "VmRSS" ? memory.resident_bytes : memory.peak_resident_bytes) = *bytes;
-      (kv.first == "VmRSS" ? have_rss : have_hwm) = true;
-    }
-  }
-  if (!have_rss || !have_hwm) {
-    return absl::NotFoundError("no VmRSS/VmHWM line in /proc status");
-  }
-  return memory;
-}
-
-absl::StatusOr<ProcessMemory> ReadProcessMemory() {
-  std::ifstream file("/proc/self/status");
-  if (!file) return absl::NotFoundError("cannot open /proc/self/status");
-  std::stringstream text;
-  text << file.rdbuf();
-  return ParseProcStatus(text.str());
 }
 
 struct Metrics::Impl {

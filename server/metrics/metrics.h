@@ -93,15 +93,6 @@ struct DeviceMemory {
   int64_t peak_bytes = 0;       // high-water mark of allocated since start
 };
 
-// Memory of this process from /proc/self/status (VmRSS, VmHWM); NotFound off Linux.
-struct ProcessMemory {
-  int64_t resident_bytes = 0;
-  int64_t peak_resident_bytes = 0;
-};
-absl::StatusOr<ProcessMemory> ReadProcessMemory();
-// Parses the text of a /proc/<pid>/status file (exposed for tests).
-absl::StatusOr<ProcessMemory> ParseProcStatus(std::string_view status_text);
-
 class Metrics {
  public:
   Metrics();

@@ -2,12 +2,12 @@
 // approximate variant under a stated memory bound: peak RSS growth during Forward must stay
 // below 1.5 GB, where one head's N×N score matrix alone would be 4 GiB. Peak RSS is the
 // kernel's high-water mark, reset before each call through /proc/self/clear_refs.
-#include <fstream>
 #include <string>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "common/process_memory.h"
 #include "tests/unit/attention/test_util.h"
 
 namespace longenc::attention {
@@ -16,21 +16,6 @@ namespace {
 constexpr int64_t kN = 32768;
 constexpr int64_t kBoundBytes = int64_t{1536} << 20;
 
-int64_t StatusKb(const std::string& field) {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind(field + ":", 0) == 0) return std::stoll(line.substr(field.size() + 1));
-  }
-  return -1;
-}
-
-bool ResetPeak() {
-  std::ofstream clear("/proc/self/clear_refs");
-  clear << "5";
-  return static_cast<bool>(clear);
-}
-
 class LongInput : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(LongInput, ThirtyTwoThousandTokensUnderMemoryBound) {
@@ -38,10 +23,13 @@ TEST_P(LongInput, ThirtyTwoThousandTokensUnderMemoryBound) {
   ASSERT_NE(attention, nullptr);
   const auto in = testing::RandomQkv(1, 12, kN, 32, 71, /*qk_scale=*/1.0);
   const torch::Tensor valid = testing::RightPadded({kN - 100}, kN);
-  if (!ResetPeak()) GTEST_SKIP() << "cannot reset the peak RSS on this kernel";
-  const int64_t before_kb = StatusKb("VmRSS");
+  if (!ResetPeakResident()) GTEST_SKIP() << "cannot reset the peak RSS on this kernel";
+  const absl::StatusOr<ProcessMemory> before = ReadProcessMemory();
+  ASSERT_TRUE(before.ok()) << before.status();
   const torch::Tensor out = attention->Forward(in.q, in.k, in.v, valid);
-  const int64_t growth = (StatusKb("VmHWM") - before_kb) * 1024;
+  const absl::StatusOr<ProcessMemory> after = ReadProcessMemory();
+  ASSERT_TRUE(after.ok()) << after.status();
+  const int64_t growth = after->peak_resident_bytes - before->resident_bytes;
   RecordProperty("peak_rss_growth_bytes", std::to_string(growth));
   std::printf("%s: peak RSS growth %.1f MB\n", GetParam().c_str(), growth / 1048576.0);
   EXPECT_LT(growth, kBoundBytes);

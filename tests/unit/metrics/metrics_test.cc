@@ -290,24 +290,6 @@ TEST(Metrics, ProcessMemoryIsReadAtScrape) {
             ValueOr0(e, "longenc_device_memory_allocated_bytes", {{"device", "cpu"}}));
 }
 
-TEST(ProcStatus, ParsesResidentAndPeak) {
-  const std::string text =
-      "Name:\tlongenc-server\nVmPeak:\t  999 kB\nVmHWM:\t    2048 kB\nVmRSS:\t    1024 kB\n";
-  absl::StatusOr<ProcessMemory> memory = ParseProcStatus(text);
-  ASSERT_TRUE(memory.ok()) << memory.status();
-  EXPECT_EQ(memory->resident_bytes, 1024 * 1024);
-  EXPECT_EQ(memory->peak_resident_bytes, 2048 * 1024);
-}
-
-TEST(ProcStatus, RejectsMissingOrMalformedLines) {
-  EXPECT_EQ(ParseProcStatus("Name:\tx\nVmRSS:\t1 kB\n").status().code(),
-            absl::StatusCode::kNotFound);
-  EXPECT_EQ(ParseProcStatus("VmRSS:\tlots kB\nVmHWM:\t1 kB\n").status().code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(ParseProcStatus("VmRSS:\t12 MB\nVmHWM:\t1 kB\n").status().code(),
-            absl::StatusCode::kInvalidArgument);
-}
-
 TEST(Metrics, ConcurrentObservationsAreAllCounted) {
   Metrics metrics;
   constexpr int kThreads = 4;
