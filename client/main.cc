@@ -22,7 +22,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
+#include "common/usage.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -384,13 +384,8 @@ int Bench() {
 }
 
 int Run(int argc, char** argv) {
-  absl::FlagsUsageConfig config;
-  config.contains_help_flags = [](absl::string_view f) {
-    return absl::StrContains(f, "client/main.cc");
-  };
-  config.contains_helpshort_flags = config.contains_help_flags;
-  absl::SetFlagsUsageConfig(config);
-  absl::SetProgramUsageMessage(
+  InstallUsage(
+      "longenc",
       "longenc: client of longenc-server.\n"
       "  longenc embed [TEXT ...]   (or --file, --jsonl, stdin lines) -> --format json|jsonl|npy\n"
       "  longenc tokenize [TEXT ...]\n"
@@ -398,7 +393,8 @@ int Run(int argc, char** argv) {
       "  longenc health\n"
       "  longenc bench [--concurrency=C | --rate=R] [--requests=N] [--duration=D]\n"
       "Exit codes: 0 ok, 1 failure, 2 usage, 3 input, 4 server unreachable/unavailable/"
-      "deadline, 5 rejected by the server, 6 not serving.");
+      "deadline, 5 rejected by the server, 6 not serving.",
+      {"client/main.cc"});
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   if (rest.size() < 2) {
     std::fprintf(stderr, "%s\n", absl::ProgramUsageMessage().data());

@@ -10,6 +10,7 @@
 #define LONGENC_MODEL_BACKEND_H_
 
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -107,6 +108,14 @@ struct BackendOptions {
   int64_t max_tokens_per_document = 131072;
   uint64_t seed = 0;                 // seeds every random quantity (hash planes, ...)
 };
+
+// The model directory used when none is given: $LONGENC_MODEL_DIR if set, else the
+// all-MiniLM-L6-v2 exported at build time (LONGENC_DEFAULT_MODEL_DIR).
+inline std::string DefaultModelDir() {
+  const char* env = std::getenv("LONGENC_MODEL_DIR");
+  if (env != nullptr && env[0] != '\0') return env;
+  return LONGENC_DEFAULT_MODEL_DIR;
+}
 
 }  // namespace longenc::model
 

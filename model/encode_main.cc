@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <numeric>
@@ -16,30 +15,20 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "common/usage.h"
 #include "model/backend.h"
+#include "model/backend_flags.h"
 #include "model/tokenizer/wordpiece.h"
 #include "model/torch_backend.h"
 
 ABSL_FLAG(std::string, input, "-", "JSON Lines file to encode; '-' reads standard input");
-ABSL_FLAG(std::string, model_dir, "",
-          "Hugging Face BERT directory (config.json, model.safetensors, vocab.txt); default: "
-          "$LONGENC_MODEL_DIR, else the exported all-MiniLM-L6-v2");
-ABSL_FLAG(std::string, device, "cpu", "cpu, cuda or cuda:N");
-ABSL_FLAG(int, threads, 0, "intra-op CPU threads; 0 = all cores");
 ABSL_FLAG(int64_t, batch_tokens, 16384,
           "padded-token budget of one forward pass (batch size x longest document); a longer "
           "document runs alone");
 ABSL_FLAG(int64_t, max_length, 131072,
           "longest document in tokens, [CLS] and [SEP] included; longer ones are truncated and "
           "flagged \"truncated\": true");
-ABSL_FLAG(std::string, attention, "full",
-          "attention variant: full (exact), clustered, iclustered, cast, yoso");
-ABSL_FLAG(std::string, attention_options, "", "variant options, key=value,key=value");
-ABSL_FLAG(std::string, position_mode, "",
-          "documents over 512 tokens: chunk, recurrent, grouped, interpolate (each but chunk "
-          "may add ,logscale); empty = the model's default");
 ABSL_FLAG(std::string, pooling, "mean", "mean or cls");
 ABSL_FLAG(bool, normalize, true, "L2-normalise embeddings");
 ABSL_FLAG(bool, progress, true, "report progress on stderr");
@@ -149,20 +138,17 @@ absl::Status EncodeWindow(std::vector<Document>& docs, longenc::model::Backend& 
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  longenc::InstallUsage(
+      "longenc-encode",
       "Encodes JSON Lines documents into embeddings, offline (no server).\n"
       "  input : {\"text\": \"...\"} or {\"token_ids\": [101, ..., 102]} (ids are used as given,\n"
       "          special tokens included), with an optional \"id\"\n"
       "  output: {\"id\": ..., \"embedding\": [...], \"num_tokens\": n, \"truncated\": false}\n"
       "          or {\"id\": ..., \"error\": \"...\"} for a bad line (exit status 1)\n"
-      "Example: longenc-encode --input=docs.jsonl > embeddings.jsonl");
+      "Example: longenc-encode --input=docs.jsonl > embeddings.jsonl",
+      {"model/encode_main.cc", longenc::model::kBackendFlagsFile});
   absl::ParseCommandLine(argc, argv);
 
-  std::string model_dir = absl::GetFlag(FLAGS_model_dir);
-  if (model_dir.empty()) {
-    const char* env = std::getenv("LONGENC_MODEL_DIR");
-    model_dir = env != nullptr ? env : LONGENC_DEFAULT_MODEL_DIR;
-  }
   const std::string pooling_name = absl::GetFlag(FLAGS_pooling);
   if (pooling_name != "mean" && pooling_name != "cls") {
     return Fail(absl::StrCat("--pooling=", pooling_name, ": expected mean or cls"));
@@ -173,15 +159,9 @@ int main(int argc, char** argv) {
   const int64_t max_length = absl::GetFlag(FLAGS_max_length);
   if (max_length < 2) return Fail("--max_length must be at least 2 ([CLS] and [SEP])");
 
-  auto tokenizer = longenc::tokenizer::WordPieceTokenizer::FromModelDir(model_dir);
+  longenc::model::BackendOptions options = longenc::model::BackendOptionsFromFlags();
+  auto tokenizer = longenc::tokenizer::WordPieceTokenizer::FromModelDir(options.model_dir);
   if (!tokenizer.ok()) return Fail(std::string(tokenizer.status().message()));
-  longenc::model::BackendOptions options;
-  options.model_dir = model_dir;
-  options.device = absl::GetFlag(FLAGS_device);
-  options.threads = absl::GetFlag(FLAGS_threads);
-  options.attention = absl::GetFlag(FLAGS_attention);
-  options.attention_options = absl::GetFlag(FLAGS_attention_options);
-  options.position_mode = absl::GetFlag(FLAGS_position_mode);
   options.max_tokens_per_document = max_length;
   auto backend = longenc::model::CreateTorchBackend(options);
   if (!backend.ok()) return Fail(std::string(backend.status().message()));

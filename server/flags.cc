@@ -2,18 +2,17 @@
 
 #include <sys/stat.h>
 
-#include <cstdlib>
 #include <limits>
 #include <string>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "common/usage.h"
+#include "model/backend_flags.h"
 
 ABSL_FLAG(std::string, host, "0.0.0.0",
           "Address to listen on for gRPC (0.0.0.0 = every interface, 127.0.0.1 = local only).");
@@ -23,11 +22,6 @@ ABSL_FLAG(int, port, 50051,
 ABSL_FLAG(std::string, port_file, "",
           "If set, the bound port is written to this file once the server listens (for "
           "scripts and tests using --port=0).");
-ABSL_FLAG(std::string, model_dir, "",
-          "Hugging Face BERT directory (config.json, model.safetensors, vocab.txt). Empty: "
-          "$LONGENC_MODEL_DIR, else the model exported at build time (all-MiniLM-L6-v2).");
-ABSL_FLAG(std::string, device, "cpu", "Where the model runs: cpu, cuda or cuda:N.");
-ABSL_FLAG(int, threads, 0, "Intra-op CPU threads of the model; 0 = one per core.");
 ABSL_FLAG(int64_t, max_batch_tokens, 16384,
           "Token budget of one batch, counted with padding (longest document x documents). "
           "A document longer than this runs alone.");
@@ -46,13 +40,6 @@ ABSL_FLAG(int64_t, max_tokens_per_document, 131072,
 ABSL_FLAG(int64_t, max_message_bytes, 64ll << 20,
           "Largest gRPC message received or sent, in bytes (a 131k-token document as text is "
           "larger than gRPC's 4 MiB default).");
-ABSL_FLAG(std::string, attention, "full",
-          "Default attention variant (GetInfo lists them); requests may override it.");
-ABSL_FLAG(std::string, attention_options, "",
-          "Default options of --attention, as key=value,key=value.");
-ABSL_FLAG(std::string, position_mode, "",
-          "Default long-document mode (how documents beyond the position table are encoded); "
-          "empty = the model's default. GetInfo lists the modes.");
 ABSL_FLAG(int64_t, stream_window, 16,
           "EmbedStream backpressure: requests of one stream read ahead of the responses "
           "written; the server stops reading until the client consumes responses.");
@@ -84,12 +71,6 @@ absl::Status FlagError(absl::string_view flag, const std::string& value,
 }
 
 }  // namespace
-
-std::string DefaultModelDir() {
-  const char* env = std::getenv("LONGENC_MODEL_DIR");
-  if (env != nullptr && env[0] != '\0') return env;
-  return LONGENC_DEFAULT_MODEL_DIR;
-}
 
 absl::Status ValidateOptions(const ServerOptions& o, bool check_model_dir) {
   if (o.host.empty()) return FlagError("host", o.host, "must not be empty");
@@ -178,19 +159,19 @@ absl::StatusOr<ServerOptions> OptionsFromFlags() {
   o.host = absl::GetFlag(FLAGS_host);
   o.port = absl::GetFlag(FLAGS_port);
   o.port_file = absl::GetFlag(FLAGS_port_file);
-  o.model_dir = absl::GetFlag(FLAGS_model_dir);
-  if (o.model_dir.empty()) o.model_dir = DefaultModelDir();
-  o.device = absl::GetFlag(FLAGS_device);
-  o.threads = absl::GetFlag(FLAGS_threads);
+  const model::BackendOptions backend = model::BackendOptionsFromFlags();
+  o.model_dir = backend.model_dir;
+  o.device = backend.device;
+  o.threads = backend.threads;
   o.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
   o.max_batch_delay = absl::GetFlag(FLAGS_max_batch_delay);
   o.max_queue = absl::GetFlag(FLAGS_max_queue);
   o.max_documents_per_request = absl::GetFlag(FLAGS_max_documents_per_request);
   o.max_tokens_per_document = absl::GetFlag(FLAGS_max_tokens_per_document);
   o.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
-  o.attention = absl::GetFlag(FLAGS_attention);
-  o.attention_options = absl::GetFlag(FLAGS_attention_options);
-  o.position_mode = absl::GetFlag(FLAGS_position_mode);
+  o.attention = backend.attention;
+  o.attention_options = backend.attention_options;
+  o.position_mode = backend.position_mode;
   o.stream_window = absl::GetFlag(FLAGS_stream_window);
   o.shutdown_timeout = absl::GetFlag(FLAGS_shutdown_timeout);
   o.metrics_address = absl::GetFlag(FLAGS_metrics_address);
@@ -204,19 +185,13 @@ absl::StatusOr<ServerOptions> OptionsFromFlags() {
 }
 
 void InstallServerUsage(const char* argv0) {
-  absl::FlagsUsageConfig config;
-  // absl's --help lists only flags of the "main" file; ours live here.
-  config.contains_help_flags = [](absl::string_view file) {
-    return absl::StrContains(file, "server/flags.cc");
-  };
-  config.contains_helpshort_flags = config.contains_help_flags;
-  config.version_string = [] { return std::string("longenc-server " LONGENC_VERSION "\n"); };
-  absl::SetFlagsUsageConfig(config);
-  absl::SetProgramUsageMessage(absl::StrCat(
-      "longenc-server: gRPC service (longenc.v1.Encoder) that embeds long documents.\n"
-      "Usage: ", argv0, " [--flag=value ...]\n"
-      "SIGTERM/SIGINT drain: health NOT_SERVING, new calls UNAVAILABLE, queued work finishes,"
-      " exit 0."));
+  InstallUsage("longenc-server",
+               absl::StrCat(
+                   "longenc-server: gRPC service (longenc.v1.Encoder) that embeds long documents.\n"
+                   "Usage: ", argv0, " [--flag=value ...]\n"
+                   "SIGTERM/SIGINT drain: health NOT_SERVING, new calls UNAVAILABLE, queued work "
+                   "finishes, exit 0."),
+               {"server/flags.cc", model::kBackendFlagsFile});
 }
 
 model::BackendOptions ToBackendOptions(const ServerOptions& o) {

@@ -42,10 +42,6 @@ struct ServerOptions {
                                             // --api_keys_file (loaded by LoadServerSecurity)
 };
 
-// The model directory used when --model_dir is empty: $LONGENC_MODEL_DIR if set, else the
-// compile-time LONGENC_DEFAULT_MODEL_DIR.
-std::string DefaultModelDir();
-
 // Checks every field; the error names the flag (e.g. "--max_queue=0: must be >= 1").
 // `check_model_dir` also requires the model directory to exist.
 absl::Status ValidateOptions(const ServerOptions& options, bool check_model_dir = true);

@@ -2,7 +2,6 @@
 // a safetensors file that `--attention=cast --attention_options=surrogates=FILE` loads
 // (calibration.h describes the method). Progress on stderr; the report as JSON on stdout.
 #include <cstdio>
-#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -15,10 +14,11 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/usage.h"
 #include "model/attention/cast.h"
+#include "model/backend.h"
 #include "model/attention/options.h"
 #include "model/calibrate/calibration.h"
 #include "model/encoder/config.h"
@@ -104,7 +104,8 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> ReadDocuments(
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  longenc::InstallUsage(
+      "longenc-calibrate",
       "Calibrates CAST surrogate tokens for a pretrained encoder: per layer and head, k-means of\n"
       "the keys on calibration documents, then Adam on the surrogates only (model weights\n"
       "frozen) to bring CAST attention close to exact attention on the inputs each layer sees\n"
@@ -112,7 +113,8 @@ int main(int argc, char** argv) {
       "  --attention=cast --attention_options=surrogates=FILE[,kappa=..,assignment=..,mix=..]\n"
       "Example:\n"
       "  .venv/bin/python bench/quality/calibration_docs.py --count 3 --length 1024 > calib.jsonl\n"
-      "  longenc-calibrate --input=calib.jsonl --output=cast.safetensors");
+      "  longenc-calibrate --input=calib.jsonl --output=cast.safetensors",
+      {"model/calibrate/calibrate_main.cc"});
   absl::ParseCommandLine(argc, argv);
   namespace attn = longenc::attention;
   namespace enc = longenc::encoder;
@@ -120,10 +122,7 @@ int main(int argc, char** argv) {
   const std::string input = absl::GetFlag(FLAGS_input), output = absl::GetFlag(FLAGS_output);
   if (input.empty() || output.empty()) return Fail("--input and --output are required (see --help)");
   std::string model_dir = absl::GetFlag(FLAGS_model_dir);
-  if (model_dir.empty()) {
-    const char* env = std::getenv("LONGENC_MODEL_DIR");
-    model_dir = env != nullptr ? env : LONGENC_DEFAULT_MODEL_DIR;
-  }
+  if (model_dir.empty()) model_dir = longenc::model::DefaultModelDir();
   if (absl::GetFlag(FLAGS_max_length) < 2) return Fail("--max_length must be at least 2");
   if (absl::GetFlag(FLAGS_steps) < 0) return Fail("--steps must be >= 0");
   if (!(absl::GetFlag(FLAGS_learning_rate) > 0)) return Fail("--learning_rate must be > 0");

@@ -13,8 +13,8 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "common/usage.h"
 #include "model/tokenizer/wordpiece.h"
 #include "nlohmann/json.hpp"
 
@@ -58,8 +58,10 @@ void AppendEncoding(const Encoding& encoding, bool with_offsets, std::string* ou
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "Reads text lines on stdin, prints one JSON array of WordPiece ids per line.");
+  longenc::InstallUsage(
+      "longenc-tokenize-dump",
+      "Reads text lines on stdin, prints one JSON array of WordPiece ids per line.",
+      {"model/tokenizer/tools/tokenize_dump_main.cc"});
   absl::ParseCommandLine(argc, argv);
   std::ios::sync_with_stdio(false);  // large inputs: no per-character stdio locking
   absl::StatusOr<WordPieceTokenizer> tokenizer = absl::UnknownError("no tokenizer");

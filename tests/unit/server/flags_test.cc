@@ -128,7 +128,7 @@ TEST(ServerFlags, EmptyModelDirFallsBackToEnvironment) {
   ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_EQ(o->model_dir, "/tmp");
   unsetenv("LONGENC_MODEL_DIR");
-  EXPECT_EQ(DefaultModelDir(), LONGENC_DEFAULT_MODEL_DIR);
+  EXPECT_EQ(model::DefaultModelDir(), LONGENC_DEFAULT_MODEL_DIR);
 }
 
 }  // namespace
