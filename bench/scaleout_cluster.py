@@ -13,6 +13,8 @@ import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BUILD = pathlib.Path(os.environ.get("LONGENC_BUILD_DIR", ROOT / "build"))
+if not BUILD.is_absolute():
+    BUILD = ROOT / BUILD
 MODEL_DIR = pathlib.Path(os.environ.get("LONGENC_MODEL_DIR",
                                         ROOT / "models" / "all-MiniLM-L6-v2"))
 SERVER = BUILD / "bin" / "longenc-server"
@@ -42,9 +44,9 @@ def parse_metrics(text):
 
 
 class Replica:
-    """One longenc-server process on loopback."""
+    """One longenc-server process on loopback; `env` is added to this process' environment."""
 
-    def __init__(self, workdir, index, threads=1, extra_flags=()):
+    def __init__(self, workdir, index, threads=1, extra_flags=(), env=None):
         self.workdir = pathlib.Path(workdir)
         self.index = index
         self.metrics_port = free_port()
@@ -56,7 +58,8 @@ class Replica:
                    *extra_flags]
         port_file.unlink(missing_ok=True)  # a stale one from an earlier run names a dead port
         self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, **(env or {})})
         deadline = time.time() + 120
         while not port_file.exists() or not port_file.read_text().strip():
             if self.proc.poll() is not None:
@@ -67,6 +70,10 @@ class Replica:
             time.sleep(0.05)
         self.port = int(port_file.read_text())
         self.address = f"127.0.0.1:{self.port}"
+
+    @property
+    def pid(self):
+        return self.proc.pid
 
     def log(self):
         return self.log_path.read_text()

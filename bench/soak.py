@@ -19,25 +19,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-BUILD = pathlib.Path(os.environ.get("LONGENC_BUILD_DIR", ROOT / "build"))
-if not BUILD.is_absolute():
-    BUILD = ROOT / BUILD
-SERVER = BUILD / "bin" / "longenc-server"
-MODEL_DIR = pathlib.Path(os.environ.get("LONGENC_MODEL_DIR", ROOT / "models" / "all-MiniLM-L6-v2"))
-
 sys.path.insert(0, str(ROOT / "bench"))
 from encoder_stubs import load_stubs  # noqa: E402  (re-exported for test_overload.py)
+from scaleout_cluster import SERVER, Replica  # noqa: E402  (SERVER for test_overload.py)
 
 # grpc.health.v1 Check: the empty request; a response of SERVING is `status = 1`.
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
@@ -55,37 +47,17 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-class Server:
-    """One longenc-server process on 127.0.0.1 (gRPC port 0, /metrics off), stderr in a file."""
+class Server(Replica):
+    """One longenc-server on 127.0.0.1 (bench/scaleout_cluster.py) with a gRPC channel to it."""
 
     def __init__(self, flags=(), threads=2, workdir=None, env=None):
         import grpc
-        self.workdir = pathlib.Path(workdir or tempfile.mkdtemp(prefix="longenc-soak-"))
-        port_file = self.workdir / "port"
-        self.log_path = self.workdir / "server.log"
-        self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            [str(SERVER), "--host=127.0.0.1", "--port=0", f"--port_file={port_file}",
-             "--metrics_address=127.0.0.1:0", "--device=cpu", f"--threads={threads}",
-             f"--model_dir={MODEL_DIR}", *flags],
-            stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
-        deadline = time.time() + 180
-        while not (port_file.exists() and port_file.read_text().strip()):
-            if self.proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"longenc-server did not listen:\n{self.log()}")
-            time.sleep(0.05)
-        self.address = f"127.0.0.1:{int(port_file.read_text())}"
+        workdir = workdir or tempfile.mkdtemp(prefix="longenc-soak-")
+        super().__init__(workdir, 0, threads, flags, env)
+        self.wait_serving()
         self.channel = grpc.insecure_channel(self.address)
         self._health = self.channel.unary_unary(HEALTH_CHECK, request_serializer=lambda b: b,
                                                 response_deserializer=lambda b: b)
-        while not self.serving():
-            if self.proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"longenc-server never SERVING:\n{self.log()}")
-            time.sleep(0.1)
-
-    @property
-    def pid(self):
-        return self.proc.pid
 
     def serving(self):
         import grpc
@@ -94,21 +66,10 @@ class Server:
         except grpc.RpcError:
             return False
 
-    def log(self):
-        return self.log_path.read_text()
-
     def stop(self, timeout=120):
         """SIGTERM (drain); the exit code."""
         self.channel.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
-        finally:
-            self._log.close()
+        return super().stop(timeout)
 
 
 def start_server(flags=(), threads=2, workdir=None, env=None):
