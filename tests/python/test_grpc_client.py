@@ -20,6 +20,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD = pathlib.Path(os.environ.get("LONGENC_BUILD_DIR", ROOT / "build"))
 SERVER = BUILD / "bin" / "longenc-server"
 MODEL_DIR = pathlib.Path(os.environ.get("LONGENC_MODEL_DIR", ROOT / "models" / "all-MiniLM-L6-v2"))
+sys.path.insert(0, str(ROOT / "bench"))
+from encoder_stubs import generate_modules  # noqa: E402
 
 # The parts of grpc/reflection/v1alpha/reflection.proto this test uses (field numbers as in
 # the standard definition), so that no extra package is needed.
@@ -58,9 +60,6 @@ pytestmark = pytest.mark.skipif(not SERVER.exists(), reason=f"{SERVER} not built
 @pytest.fixture(scope="module")
 def stubs(tmp_path_factory):
     """Generates Python modules from the protos into a temp dir and imports them."""
-    from grpc_tools import protoc
-
-    out = tmp_path_factory.mktemp("stubs")
     protos = tmp_path_factory.mktemp("protos")
     # The health and reflection protos are generated under other directory names: a Python
     # package named `grpc` would shadow grpcio itself. Their proto packages (what the wire
@@ -70,16 +69,10 @@ def stubs(tmp_path_factory):
         (ROOT / "proto" / "grpc" / "health" / "v1" / "health.proto").read_text())
     (protos / "lreflection").mkdir()
     (protos / "lreflection" / "reflection.proto").write_text(REFLECTION_PROTO)
-    include = pathlib.Path(protoc.__file__).parent / "_proto"
-    for proto_root, proto in [
-        (ROOT / "proto", "longenc/v1/encoder.proto"),
-        (protos, "lhealth/health.proto"),
-        (protos, "lreflection/reflection.proto"),
-    ]:
-        rc = protoc.main(["protoc", f"-I{proto_root}", f"-I{include}", f"--python_out={out}",
-                          f"--grpc_python_out={out}", str(proto_root / proto)])
-        assert rc == 0, f"protoc failed for {proto}"
-    sys.path.insert(0, str(out))
+    out = generate_modules([(ROOT / "proto", "longenc/v1/encoder.proto"),
+                            (protos, "lhealth/health.proto"),
+                            (protos, "lreflection/reflection.proto")],
+                           out=tmp_path_factory.mktemp("stubs"))
     mods = {name: importlib.import_module(name) for name in [
         "longenc.v1.encoder_pb2", "longenc.v1.encoder_pb2_grpc",
         "lhealth.health_pb2", "lhealth.health_pb2_grpc",
