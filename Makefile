@@ -11,7 +11,8 @@ help:
 	@echo "make serve   install what is missing, build, start longenc-server on CPU with the default model"
 	@echo "make test    install what is missing, build, run every test (ctest + tests/python)"
 	@echo "make build   configure and build into $(BUILD)/ (binaries in $(BUILD)/bin/)"
-	@echo "make test-sanitize / make fuzz   ASan+UBSan and TSan test builds / short libFuzzer runs"
+	@echo "make test-sanitize   ASan+UBSan build of every C++ test (LibTorch and integration included), TSan of batcher/service"
+	@echo "make fuzz            short libFuzzer runs of every target"
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -29,11 +30,12 @@ serve: build
 clean:
 	rm -rf $(BUILD)
 
-# Sanitizer builds (torch-free ASan+UBSan over the C++ tests, TSan over batcher and service) and
-# short libFuzzer runs of every target; see docs/RELIABILITY.md.
+# Sanitizer builds (ASan+UBSan over every C++ test, the LibTorch layer and the integration tests
+# against an ASan-built server included; TSan over batcher and service) and short libFuzzer runs
+# of every target; see docs/RELIABILITY.md.
 .PHONY: test-sanitize fuzz
 test-sanitize: bootstrap
-	@scripts/sanitize.sh
+	@SANITIZE_MODEL=ON scripts/sanitize.sh
 
 fuzz: bootstrap
 	@scripts/fuzz.sh

@@ -68,8 +68,8 @@ for mode in "${modes[@]}"; do
     "-DCMAKE_CXX_FLAGS=$flags" "-DCMAKE_EXE_LINKER_FLAGS=$flags $link_extra" || { status=1; continue; }
   # -k: one target that fails to build (reported, exit 1) does not keep the others from testing.
   timed "$mode build" cmake --build "$dir" -j "$jobs" --target "${targets[@]}" -- -k || status=1
-  # Every report is fatal. With SANITIZE_MODEL=ON, LibTorch's own one-time allocations may need
-  # ASAN_OPTIONS=detect_leaks=0 (not measured to the end: see docs/RELIABILITY.md).
+  # Every report is fatal, leaks included; with SANITIZE_MODEL=ON LibTorch needs no exception
+  # (docs/RELIABILITY.md, "Sanitizers").
   export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:check_initialization_order=1:strict_init_order=1:detect_stack_use_after_return=1}"
   export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
   export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$root/tests/fuzz/sanitizers/tsan.supp}"
