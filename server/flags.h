@@ -1,6 +1,8 @@
-// Every command-line flag of longenc-server, in one place, turned into a typed, validated
-// ServerOptions. Validation messages name the flag to change. Flags are defined in flags.cc
-// (absl flags); `--help` lists exactly these, each with its meaning and default.
+// Every command-line flag of longenc-server turned into a typed, validated ServerOptions.
+// Validation messages name the flag to change. The server's own flags are defined in flags.cc;
+// the model flags (--model_dir, --device, --threads, --attention, --attention_options,
+// --position_mode) in model/backend_flags.cc, shared with longenc-encode so both programs
+// describe them alike. `--help` lists exactly these two files' flags.
 //
 // Thread-safety: OptionsFromFlags() reads global flags; call it once from main() after
 // absl::ParseCommandLine. ValidateOptions() is a pure function.
