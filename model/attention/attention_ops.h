@@ -52,8 +52,12 @@ torch::Tensor DispatchByLength(const torch::Tensor& q, const torch::Tensor& k,
                                const torch::Tensor& v, const torch::Tensor& key_valid,
                                int64_t min_len, const Core& efficient);
 
-// Batch · tokens per head group of RunInHeadGroups: 4 heads of a 32k-token document at once.
-inline constexpr int64_t kTokensPerHeadGroup = int64_t{1} << 17;
+// Batch · tokens per head group of RunInHeadGroups: one head of a 16k-token document at once.
+// Small groups keep each temporary small enough for malloc to reuse freed heap memory instead of
+// mapping (and the kernel zeroing) fresh pages for every one: going from 1 << 17 to 1 << 14
+// made one i-clustered layer at 16k 1.8x faster with a third of the peak memory growth
+// (docs/BENCHMARKS.md §2c).
+inline constexpr int64_t kTokensPerHeadGroup = int64_t{1} << 14;
 
 // Heads are independent in every variant: runs `per_group` on consecutive head ranges of at
 // most max(1, tokens_per_group / (batch · n)) heads and concatenates the [B, h, N, D] results
