@@ -113,7 +113,7 @@ def gemm_rate(threads):
     return 2 * 4096 * 384 * 1536 / best
 
 
-def run_longenc(binary, attention, options, position, ids, threads):
+def run_longenc(binary, attention, options, position, ids, threads, env):
     copies = max(1, 4096 // len(ids))
     with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
         for i in range(copies):
@@ -123,7 +123,8 @@ def run_longenc(binary, attention, options, position, ids, threads):
            f"--batch_tokens={len(ids)}", "--progress=true", f"--input={f.name}"]
     if position:
         cmd.append(f"--position_mode={position}")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **env})
     stderr = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
     os.unlink(f.name)
@@ -182,8 +183,21 @@ def slope(points):
             sum((x - mx) ** 2 for x in xs))
 
 
+def load(paths):
+    """The first raw file, plus the rows of methods it lacks from each later one (e.g. the
+    chunked baselines of an earlier run whose code path did not change)."""
+    data = json.load(open(paths[0]))
+    for path in paths[1:]:
+        have = {r["label"] for r in data["rows"]}
+        data["rows"] += [r for r in json.load(open(path))["rows"] if r["label"] not in have]
+    return data
+
+
 def report(data):
     rows = data["rows"]
+    if data.get("env"):
+        print("longenc-encode environment: " +
+              " ".join(f"{k}={v}" for k, v in data["env"].items()) + "\n")
     # The ceiling is the best GEMM rate seen in the run: on a shared machine a single
     # measurement catches whatever share of the core it was given at that moment.
     rate = max([data["gemm_flops"]] + data.get("gemm_flops_more", []))
@@ -210,12 +224,14 @@ def report(data):
                 print(f"| {label} | {n} | {r['tokens_per_s']:.0f} | {r['seconds_per_doc']:.2f} | "
                       f"{ratio_text} | {r['peak_rss_mb']:.0f} | {gflop} | "
                       f"{'—' if math.isnan(frac) else f'{frac:.2f}'} |")
-    print("\nScaling exponent (slope of log s/doc vs log N, 4k ≤ N ≤ 64k):")
-    for label in labels:
-        pts = sorted((r["n"], r["seconds_per_doc"]) for r in rows
-                     if r["label"] == label and 4096 <= r["n"] <= 65536)
-        if len(pts) >= 2:
-            print(f"- {label}: {slope(pts):.3f} over N = {pts[0][0]} … {pts[-1][0]}")
+    # From 8k as well: below 8,192 tokens i-clustered's default runs exact attention.
+    for low in (4096, 8192):
+        print(f"\nScaling exponent (slope of log s/doc vs log N, {low // 1024}k ≤ N ≤ 64k):")
+        for label in labels:
+            pts = sorted((r["n"], r["seconds_per_doc"]) for r in rows
+                         if r["label"] == label and low <= r["n"] <= 65536)
+            if len(pts) >= 2:
+                print(f"- {label}: {slope(pts):.3f} over N = {pts[0][0]} … {pts[-1][0]}")
 
 
 def plot(data, png):
@@ -255,23 +271,30 @@ def main():
                    help="intra-op threads of every method (1: on a shared, oversubscribed "
                         "machine OpenMP barriers of 2 threads cost more than they bring)")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "speed.raw"))
-    p.add_argument("--plot", help="only plot this JSON")
-    p.add_argument("--report", help="only print the tables of this JSON")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="environment of every longenc-encode process (repeatable), e.g. "
+                        "MALLOC_MMAP_THRESHOLD_=268435456")
+    p.add_argument("--plot", nargs="+", metavar="RAW",
+                   help="only plot these JSON files (later ones add only methods the first "
+                        "lacks)")
+    p.add_argument("--report", nargs="+", metavar="RAW",
+                   help="only print the tables of these JSON files (merged as --plot)")
     p.add_argument("--png", default=str(ROOT / "docs" / "benchmarks_speed.png"))
     p.add_argument("--st_child", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.st_child:
         return st_child(args.st_child, args.threads)
     if args.plot:
-        return plot(json.load(open(args.plot)), args.png)
+        return plot(load(args.plot), args.png)
     if args.report:
-        return report(json.load(open(args.report)))
+        return report(load(args.report))
 
     import corpus
     wanted = args.methods.split(",")
     data = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "threads": args.threads,
             "binary": args.binary, "gemm_flops": gemm_rate(args.threads), "rows": [],
-            "loadavg_start": os.getloadavg()}
+            "loadavg_start": os.getloadavg(),
+            "env": dict(e.split("=", 1) for e in args.env)}
     print(f"GEMM rate {data['gemm_flops'] / 1e9:.1f} GFLOP/s", file=sys.stderr, flush=True)
     data["gemm_flops_more"] = []
     for n in [int(x) for x in args.lengths.split(",")]:
@@ -280,7 +303,8 @@ def main():
         for label, attention, options, position in METHODS:
             if label not in wanted or (attention == "full" and not position and n > args.exact_max):
                 continue
-            row = run_longenc(args.binary, attention, options, position, ids, args.threads)
+            row = run_longenc(args.binary, attention, options, position, ids, args.threads,
+                              data["env"])
             row.update(label=label, n=n, attention=attention, options=options, position=position,
                        flops_per_token=LINEAR_FLOPS_PER_TOKEN +
                        attention_flops(attention, options, n, position),

@@ -17,11 +17,17 @@ PROGRAMS = {
 }
 
 
-@pytest.mark.parametrize("program", sorted(PROGRAMS))
-def test_help_lists_the_program_flags(program, build_dir):
-    binary = build_dir / "bin" / program
+@pytest.fixture(params=sorted(PROGRAMS))
+def program(request, build_dir):
+    """(name, path) of one built program."""
+    binary = build_dir / "bin" / request.param
     if not binary.exists():
         pytest.skip(f"{binary} not built")
+    return request.param, binary
+
+
+def test_help_lists_the_program_flags(program):
+    program, binary = program
     out = subprocess.run([str(binary), "--help"], capture_output=True, text=True, timeout=60)
     text = out.stdout + out.stderr
     assert "No flags matched" not in text
@@ -30,11 +36,8 @@ def test_help_lists_the_program_flags(program, build_dir):
     assert not missing, f"{program} --help does not list {missing}:\n{text}"
 
 
-@pytest.mark.parametrize("program", sorted(PROGRAMS))
-def test_version_names_the_program(program, build_dir):
-    binary = build_dir / "bin" / program
-    if not binary.exists():
-        pytest.skip(f"{binary} not built")
+def test_version_names_the_program(program):
+    program, binary = program
     out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0
     assert re.fullmatch(rf"{re.escape(program)} \d+\.\d+\.\d+\n", out.stdout), out.stdout
