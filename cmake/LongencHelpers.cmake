@@ -25,3 +25,13 @@ function(longenc_test name)
   set_tests_properties(${name} PROPERTIES LABELS "${ARG_LABELS}"
     ENVIRONMENT "LONGENC_BUILD_DIR=${PROJECT_BINARY_DIR};LONGENC_MODEL_DIR=${LONGENC_DEFAULT_MODEL_DIR}")
 endfunction()
+
+# longenc_use_tcmalloc(target): with LONGENC_TCMALLOC, links tcmalloc so it replaces malloc for
+# the whole process, LibTorch included (--no-as-needed: nothing calls it by name).
+function(longenc_use_tcmalloc target)
+  if(LONGENC_TCMALLOC)
+    # One token, so CMake cannot reorder the state switch away from the library.
+    target_link_libraries(${target} PRIVATE
+      "-Wl,--push-state,--no-as-needed,${LONGENC_TCMALLOC_LIBRARY},--pop-state")
+  endif()
+endfunction()

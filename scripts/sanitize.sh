@@ -64,7 +64,7 @@ for mode in "${modes[@]}"; do
   [[ "$mode" == asan ]] && buildmodel="$model"
   timed "$mode configure" quiet cmake -S "$root" -B "$dir" "${prefix[@]}" \
     -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DLONGENC_BUILD_MODEL="$buildmodel" \
+    -DLONGENC_BUILD_MODEL="$buildmodel" -DLONGENC_TCMALLOC=OFF \
     "-DCMAKE_CXX_FLAGS=$flags" "-DCMAKE_EXE_LINKER_FLAGS=$flags $link_extra" || { status=1; continue; }
   # -k: one target that fails to build (reported, exit 1) does not keep the others from testing.
   timed "$mode build" cmake --build "$dir" -j "$jobs" --target "${targets[@]}" -- -k || status=1

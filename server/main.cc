@@ -1,7 +1,6 @@
 // longenc-server: flags -> listen (health NOT_SERVING) -> load the model -> SERVING -> wait for
 // SIGTERM/SIGINT -> drain -> exit 0. The only server file that links LibTorch (through
 // CreateTorchBackend); it includes no gRPC or protobuf header (see grpc_server.h).
-#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -127,11 +126,7 @@ int Run(int argc, char** argv) {
 }  // namespace longenc::server
 
 int main(int argc, char** argv) {
-  // glibc's defaults (an arena per thread, a heap threshold that grows after big frees) kept
-  // +27 % RSS after a 10-minute soak's warm-up; two arenas and 128 KiB mmaps keep it within 1 %
-  // (bench/soak.py, docs/RELIABILITY.md). The price is page faults on big attention buffers of
-  // very long documents; glibc's own MALLOC_ARENA_MAX / MALLOC_MMAP_THRESHOLD_ still win.
-  if (std::getenv("MALLOC_ARENA_MAX") == nullptr) mallopt(M_ARENA_MAX, 2);
-  if (std::getenv("MALLOC_MMAP_THRESHOLD_") == nullptr) mallopt(M_MMAP_THRESHOLD, 128 << 10);
+  // malloc is tcmalloc (linked in, see LONGENC_TCMALLOC in CMakeLists.txt): RSS flat under a
+  // 10-minute mixed soak and no page-zeroing cost on big attention buffers (docs/RELIABILITY.md).
   return longenc::server::Run(argc, argv);
 }
