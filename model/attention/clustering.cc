@@ -134,7 +134,11 @@ torch::Tensor HammingClusters(const torch::Tensor& bits, const torch::Tensor& ke
   const torch::Tensor init = order.gather(-1, ranks);          // [B,H,C]
   torch::Tensor mu = bits.gather(2, init.unsqueeze(-1).expand({-1, -1, -1, nbits}));  // [B,H,C,b]
 
-  const torch::Tensor signed_bits = bits * 2 - 1;
+  // ±1 per bit, then a constant 1 that counts the members.
+  const torch::Tensor signed_bits_and_one =
+      torch::cat({bits * 2 - 1, torch::ones({batch, heads, n, 1}, bits.options())}, -1);
+  const torch::Tensor cluster_base =
+      torch::arange(batch * heads, long_opts).mul(clusters + 1).view({batch, heads, 1});
   // Key that orders queries by (distance to own centroid desc, position asc): exact in int64.
   const torch::Tensor position_penalty = torch::arange(n, long_opts);
   torch::Tensor assign;
@@ -142,9 +146,18 @@ torch::Tensor HammingClusters(const torch::Tensor& bits, const torch::Tensor& ke
     const auto [min_dist, nearest] = NearestHammingCentroids(bits, mu);
     assign = nearest.masked_fill(invalid, clusters);  // [B,H,N]
     if (it == iterations) break;
-    // The mean of ±1 votes has the sign of their sum (integers: exact in any order).
-    const auto [mean_votes, counts] = CentroidsAndCounts(signed_bits, assign, clusters);
-    const torch::Tensor majority = mean_votes.gt(0).to(bits.scalar_type());  // tie -> 0
+    // Per cluster the sum of its members' ±1 bits and its size (a last column for the padded
+    // queries' id C), by index_add_: integer sums, so exact and identical in any order, atomic
+    // adds on CUDA included; a quarter of the one-hot GEMM's time.
+    const torch::Tensor rows = (assign + cluster_base).reshape(-1);
+    const torch::Tensor votes =
+        torch::zeros({batch * heads * (clusters + 1), nbits + 1}, bits.options())
+            .index_add_(0, rows, signed_bits_and_one.reshape({-1, nbits + 1}))
+            .view({batch, heads, clusters + 1, nbits + 1})
+            .index({Slice(), Slice(), Slice(0, clusters)});
+    const torch::Tensor majority =
+        votes.index({Slice(), Slice(), Slice(), Slice(0, nbits)}).gt(0).to(bits.scalar_type());
+    const torch::Tensor counts = votes.index({Slice(), Slice(), Slice(), nbits});  // [B,H,C]
     const torch::Tensor empty = counts.eq(0);                                  // [B,H,C]
     // One host sync per round (free on CPU): re-seeding is rare and costs a top-k over N.
     if (!empty.any().item<bool>()) {
