@@ -1,5 +1,6 @@
 #include "model/encoder/bert.h"
 
+#include <algorithm>
 #include <string>
 
 namespace longenc::encoder {
@@ -12,6 +13,11 @@ torch::nn::LayerNorm MakeLayerNorm(int64_t dim, double eps) {
 // A child module registered under a dotted HF path ("attention.self") needs one Module per
 // path segment; this holder is that intermediate node.
 struct Holder : torch::nn::Module {};
+
+// Token rows per feed-forward block. The feed-forward is position-wise, so blocks give the same
+// result while its [rows, intermediate] temporaries stay at 24 MiB instead of growing with the
+// document (384 MiB per copy at 64k tokens for MiniLM's 1536).
+constexpr int64_t kFeedForwardRows = 4096;
 
 }  // namespace
 
@@ -43,7 +49,8 @@ torch::Tensor BertSelfAttentionImpl::forward(const torch::Tensor& x, const torch
   return context.transpose(1, 2).reshape({batch, length, heads_ * head_dim_});  // [B, N, Hd]
 }
 
-BertLayerImpl::BertLayerImpl(const EncoderConfig& config) : activation_(config.hidden_act) {
+BertLayerImpl::BertLayerImpl(const EncoderConfig& config)
+    : activation_(config.hidden_act), feed_forward_rows_(kFeedForwardRows) {
   // HF names: attention.self.{query,key,value}, attention.output.{dense,LayerNorm},
   // intermediate.dense, output.{dense,LayerNorm}.
   auto attention = register_module("attention", std::make_shared<Holder>());
@@ -57,11 +64,8 @@ BertLayerImpl::BertLayerImpl(const EncoderConfig& config) : activation_(config.h
       "output", BertOutput(config.intermediate_size, config.hidden_size, config.layer_norm_eps));
 }
 
-torch::Tensor BertLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& key_valid,
-                                     attention::Attention& core, double query_scale) {
-  torch::Tensor attended =
-      attention_output_(self_attention_(x, key_valid, core, query_scale), x);
-  torch::Tensor hidden = intermediate_(attended);  // [B, N, intermediate]
+torch::Tensor BertLayerImpl::FeedForward(const torch::Tensor& rows) {
+  torch::Tensor hidden = intermediate_(rows);  // [R, intermediate]
   if (activation_ == "gelu") {
     hidden = torch::gelu(hidden);
   } else if (activation_ == "relu") {
@@ -69,7 +73,22 @@ torch::Tensor BertLayerImpl::forward(const torch::Tensor& x, const torch::Tensor
   } else {  // gelu_new, gelu_pytorch_tanh
     hidden = torch::gelu(hidden, "tanh");
   }
-  return output_(hidden, attended);
+  return output_(hidden, rows);
+}
+
+torch::Tensor BertLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& key_valid,
+                                     attention::Attention& core, double query_scale) {
+  const torch::Tensor attended =
+      attention_output_(self_attention_(x, key_valid, core, query_scale), x)
+          .reshape({-1, x.size(-1)});  // [B·N, hidden]
+  const int64_t rows = attended.size(0);
+  if (rows <= feed_forward_rows_) return FeedForward(attended).view(x.sizes());
+  torch::Tensor out = torch::empty_like(attended);
+  for (int64_t start = 0; start < rows; start += feed_forward_rows_) {
+    const int64_t count = std::min(feed_forward_rows_, rows - start);
+    out.narrow(0, start, count).copy_(FeedForward(attended.narrow(0, start, count)));
+  }
+  return out.view(x.sizes());
 }
 
 BertModelImpl::BertModelImpl(const EncoderConfig& config) : config_(config) {

@@ -52,13 +52,19 @@ class BertLayerImpl : public torch::nn::Module {
   explicit BertLayerImpl(const EncoderConfig& config);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& key_valid,
                         attention::Attention& core, double query_scale);
+  // Token rows per feed-forward block (default 4096); tests set small values.
+  void set_feed_forward_rows(int64_t rows) { feed_forward_rows_ = rows; }
 
  private:
+  // intermediate -> activation -> output on rows [R, hidden]; position-wise.
+  torch::Tensor FeedForward(const torch::Tensor& rows);
+
   BertSelfAttention self_attention_{nullptr};
   BertOutput attention_output_{nullptr};
   torch::nn::Linear intermediate_{nullptr};
   BertOutput output_{nullptr};
   std::string activation_;
+  int64_t feed_forward_rows_;
 };
 TORCH_MODULE(BertLayer);
 
