@@ -55,7 +55,7 @@ torch::Tensor DispatchByLength(const torch::Tensor& q, const torch::Tensor& k,
 // Batch · tokens per head group of RunInHeadGroups: one head of a 16k-token document at once.
 // Small groups keep each temporary small enough for malloc to reuse freed heap memory instead of
 // mapping (and the kernel zeroing) fresh pages for every one: going from 1 << 17 to 1 << 14
-// made i-clustered 1.6x faster at 16k tokens with 0.5 GB less peak RSS (docs/BENCHMARKS.md §2).
+// made i-clustered 1.6x faster at 16k tokens with 0.5 GB less peak RSS (docs/BENCHMARKS.md §2d).
 inline constexpr int64_t kTokensPerHeadGroup = int64_t{1} << 14;
 
 // Heads are independent in every variant: runs `per_group` on consecutive head ranges of at
