@@ -1,9 +1,11 @@
 """Python modules generated from .proto files with grpcio-tools into a temporary directory:
 what every Python client of the benchmarks and tests imports instead of committed generated
 code. load_stubs() gives those of proto/longenc/v1/encoder.proto, generated once per process."""
+import atexit
 import functools
 import importlib
 import pathlib
+import shutil
 import sys
 import tempfile
 
@@ -16,7 +18,10 @@ def generate_modules(protos, out=None):
     `out`."""
     from grpc_tools import protoc
 
-    out = pathlib.Path(out or tempfile.mkdtemp(prefix="longenc-stubs-"))
+    if out is None:
+        out = tempfile.mkdtemp(prefix="longenc-stubs-")
+        atexit.register(shutil.rmtree, out, ignore_errors=True)
+    out = pathlib.Path(out)
     include = pathlib.Path(protoc.__file__).parent / "_proto"
     for proto_root, proto in protos:
         rc = protoc.main(["protoc", f"-I{proto_root}", f"-I{include}", f"--python_out={out}",

@@ -111,7 +111,9 @@ TEST(ServerIntegration, EmbeddingsEqualLongencEncode) {
   char buf[65536];
   size_t n;
   while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
-  ASSERT_EQ(pclose(pipe), 0) << cmd;
+  const int encode_status = pclose(pipe);
+  unlink(path);
+  ASSERT_EQ(encode_status, 0) << cmd;
   std::istringstream lines(out);
   std::string line;
   int i = 0;

@@ -115,6 +115,9 @@ ServerProcess::~ServerProcess() {
     kill(pid_, SIGKILL);
     waitpid(pid_, nullptr, 0);
   }
+  // The scratch directory holds only the port file and the server's log.
+  for (const char* file : {"/port", "/stderr.log"}) unlink((dir_ + file).c_str());
+  rmdir(dir_.c_str());
 }
 
 void ServerProcess::Signal(int sig) {

@@ -183,17 +183,30 @@ TEST_F(BackendTest, CudaRequestWithoutGpuFailsClearly) {
   EXPECT_THAT(CreateTorchBackend(options).status().message(), HasSubstr("--device=tpu"));
 }
 
-// Copies the tiny model into a fresh directory so the test can damage one file. (No
-// std::filesystem: libtorch.so exports its own incompatible copy of those symbols.)
-std::string DamagedCopy(const std::string& from, const std::string& name) {
-  std::string to = ::testing::TempDir() + "/damaged_" + name + "_XXXXXX";
-  EXPECT_NE(mkdtemp(to.data()), nullptr);
-  for (const char* file : {"config.json", "model.safetensors", "vocab.txt"}) {
-    std::ifstream in(from + "/" + file, std::ios::binary);
-    std::ofstream(to + "/" + file, std::ios::binary) << in.rdbuf();
+constexpr const char* kModelFiles[] = {"config.json", "model.safetensors", "vocab.txt"};
+
+// A copy of the tiny model in a fresh directory, removed with everything in it when the
+// object goes, so the test can damage one file. (No std::filesystem: libtorch.so exports its
+// own incompatible copy of those symbols.)
+class DamagedCopy {
+ public:
+  DamagedCopy(const std::string& from, const std::string& name)
+      : dir_(::testing::TempDir() + "/damaged_" + name + "_XXXXXX") {
+    EXPECT_NE(mkdtemp(dir_.data()), nullptr);
+    for (const char* file : kModelFiles) {
+      std::ifstream in(from + "/" + file, std::ios::binary);
+      std::ofstream(dir_ + "/" + file, std::ios::binary) << in.rdbuf();
+    }
   }
-  return to;
-}
+  ~DamagedCopy() {
+    for (const char* file : kModelFiles) unlink((dir_ + "/" + file).c_str());
+    rmdir(dir_.c_str());
+  }
+  const std::string& dir() const { return dir_; }
+
+ private:
+  std::string dir_;
+};
 
 void DropLastBytes(const std::string& path, off_t bytes) {
   struct stat st;
@@ -210,31 +223,30 @@ absl::Status Load(const std::string& dir) {
 TEST_F(BackendTest, RefusesBrokenModelDirectoriesNamingFileAndProblem) {
   EXPECT_THAT(Load("/nonexistent/model").message(), HasSubstr("/nonexistent/model/config.json"));
 
-  std::string d = DamagedCopy(dir_, "truncated");
-  DropLastBytes(d + "/model.safetensors", 100);
-  EXPECT_THAT(Load(d).message(), HasSubstr("model.safetensors: not a valid safetensors file"));
-
-  d = DamagedCopy(dir_, "layers");
+  {
+    DamagedCopy d(dir_, "truncated");
+    DropLastBytes(d.dir() + "/model.safetensors", 100);
+    EXPECT_THAT(Load(d.dir()).message(),
+                HasSubstr("model.safetensors: not a valid safetensors file"));
+  }
+  // config.json changed (nullptr: not valid JSON) -> expected message.
+  auto config_case = [](const std::string& name, const encoder::EncoderConfig* config,
+                        const std::string& expected) {
+    DamagedCopy d(dir_, name);
+    std::ofstream(d.dir() + "/config.json")
+        << (config != nullptr ? testing::TinyConfigJson(*config) : "{\"model_type\": \"bert\"");
+    EXPECT_THAT(Load(d.dir()).message(), HasSubstr(expected)) << name;
+  };
   auto config = testing::TinyConfig();
   config.num_hidden_layers = 3;
-  std::ofstream(d + "/config.json") << testing::TinyConfigJson(config);
-  EXPECT_THAT(Load(d).message(), HasSubstr("missing"));
-
-  d = DamagedCopy(dir_, "fewer_layers");
+  config_case("layers", &config, "missing");
   config = testing::TinyConfig();
   config.num_hidden_layers = 1;
-  std::ofstream(d + "/config.json") << testing::TinyConfigJson(config);
-  EXPECT_THAT(Load(d).message(), HasSubstr("unexpected tensor 'encoder.layer.1."));
-
-  d = DamagedCopy(dir_, "hidden");
+  config_case("fewer_layers", &config, "unexpected tensor 'encoder.layer.1.");
   config = testing::TinyConfig();
   config.intermediate_size = 48;
-  std::ofstream(d + "/config.json") << testing::TinyConfigJson(config);
-  EXPECT_THAT(Load(d).message(), HasSubstr("describe different models"));
-
-  d = DamagedCopy(dir_, "config");
-  std::ofstream(d + "/config.json") << "{\"model_type\": \"bert\"";
-  EXPECT_THAT(Load(d).message(), HasSubstr("config.json: not valid JSON"));
+  config_case("hidden", &config, "describe different models");
+  config_case("config", nullptr, "config.json: not valid JSON");
 }
 
 }  // namespace
