@@ -37,26 +37,75 @@ torch::Tensor Centroids(const torch::Tensor& q, const torch::Tensor& assign, int
   return CentroidsAndCounts(q, assign, clusters).first;
 }
 
+// The queries' hash bits [B, H, N, b] as the right operand of the centroid products with C
+// clusters: [BH, b, N] float, or int8 with b rounded up to a multiple of 8 (zero rows leave
+// every product as is). The int8 operand holds bits · x_scale, where C = x_scale · a with
+// x_scale ≤ 127 and 2a ≤ 128, so the centroid side can hold −2a · μ and the GEMM yields
+// −2C⟨μ, x⟩ directly (x_scale = 0: no such factorisation, scale afterwards).
+struct QueryBits {
+  torch::Tensor operand;
+  bool int8 = false;
+  int64_t x_scale = 0;
+};
+
+QueryBits PrepareQueryBits(const torch::Tensor& bits, BitProduct product, int64_t clusters) {
+  const int64_t bh = bits.size(0) * bits.size(1), n = bits.size(2), nbits = bits.size(3);
+  const torch::Tensor operand = bits.reshape({bh, n, nbits}).transpose(1, 2);  // [BH, b, N]
+  if (!(product == BitProduct::kInt8 || (product == BitProduct::kAuto && bits.is_cpu()))) {
+    return {operand, false, 0};
+  }
+  int64_t x_scale = 0;
+  for (int64_t a = std::min<int64_t>(64, clusters); a >= 1 && x_scale == 0; --a) {
+    if (clusters % a == 0 && clusters / a <= 127) x_scale = clusters / a;
+  }
+  const int64_t padded = (nbits + 7) / 8 * 8;
+  const torch::Tensor scaled = x_scale > 0 ? operand * x_scale : operand;
+  return {torch::constant_pad_nd(scaled, {0, 0, 0, padded - nbits}).to(torch::kInt8).contiguous(),
+          true, x_scale};
+}
+
+// −2C⟨μ_c, x_i⟩ for centroid bits mu [B, H, C, b]: [BH, C, N], exact integers (fp32 or int32).
+torch::Tensor CentroidBitProducts(const torch::Tensor& mu, const QueryBits& x) {
+  const int64_t bh = x.operand.size(0), clusters = mu.size(2), nbits = mu.size(3);
+  const torch::Tensor m = mu.reshape({bh, clusters, nbits});
+  if (!x.int8) return torch::bmm(m * (-2.0 * clusters), x.operand);
+  const int64_t m_scale = x.x_scale > 0 ? -2 * clusters / x.x_scale : 1;
+  const torch::Tensor m8 = torch::constant_pad_nd(m * m_scale, {0, x.operand.size(1) - nbits})
+                               .to(torch::kInt8)
+                               .contiguous();
+  // _int_mm is 2-D only: one product per (batch, head); head groups keep them few (one from
+  // 16k tokens up, which needs no copy).
+  torch::Tensor products;
+  if (bh == 1) {
+    products = torch::_int_mm(m8[0], x.operand[0]).unsqueeze(0);
+  } else {
+    std::vector<torch::Tensor> per_head;
+    for (int64_t i = 0; i < bh; ++i) per_head.push_back(torch::_int_mm(m8[i], x.operand[i]));
+    products = torch::stack(per_head);
+  }
+  return x.x_scale > 0 ? products : products.mul_(-2 * clusters);
+}
+
 // Per query the nearest centroid in Hamming space (ties: lowest id) and its distance, [B, H, N]
-// each, for bits [B, H, N, b] and centroids [B, H, C, b] in {0, 1}. The distance
-// |x| + |μ| − 2⟨x, μ⟩ is a small integer, so (distance − |x|, id) packs exactly into one float
-// key, written [B, H, C, N] by one GEMM: a vectorised amin over C then finds both, several
-// times faster than torch::min with indices.
+// each, for query bits [B, H, N, b] and centroids [B, H, C, b] in {0, 1}. The distance
+// |x| + |μ| − 2⟨x, μ⟩ is a small integer, so (distance − |x|, id) packs exactly into one key
+// per (centroid, query), laid out [B, H, C, N]: a vectorised amin over C then finds both,
+// several times faster than torch::min with indices.
 std::pair<torch::Tensor, torch::Tensor> NearestHammingCentroids(const torch::Tensor& bits,
+                                                                const QueryBits& x,
                                                                 const torch::Tensor& mu) {
   const int64_t batch = bits.size(0), heads = bits.size(1), n = bits.size(2),
                 nbits = bits.size(3), clusters = mu.size(2);
-  // |key| ≤ (2·63 + 1)·C < 2^24 for C ≤ 2^16: every key is exact in fp32.
+  // |key| ≤ (2·63 + 1)·C < 2^24 for C ≤ 2^16: every key is exact in fp32 (and in int32).
   TORCH_CHECK(nbits <= 63 && clusters <= (int64_t{1} << 16), "clustered attention: ", nbits,
               " bits and ", clusters, " clusters do not fit the packed distance keys");
-  const auto ids = torch::arange(clusters, mu.options());
-  const torch::Tensor base = (mu.sum(-1) * clusters + ids).reshape({batch * heads, clusters, 1});
-  const torch::Tensor keys =
-      torch::baddbmm(base, mu.reshape({batch * heads, clusters, nbits}),
-                     bits.reshape({batch * heads, n, nbits}).transpose(1, 2), /*beta=*/1.0,
-                     /*alpha=*/-2.0 * clusters);                              // [BH, C, N]
+  torch::Tensor products = CentroidBitProducts(mu, x);  // −2C⟨μ, x⟩: [BH, C, N]
+  const torch::Tensor base = (mu.sum(-1) * clusters + torch::arange(clusters, mu.options()))
+                                 .reshape({batch * heads, clusters, 1})
+                                 .to(products.scalar_type());
+  const torch::Tensor keys = products.add_(base);  // in place: a temporary
   const torch::Tensor key = keys.amin(1).to(torch::kLong).view({batch, heads, n});
-  const torch::Tensor score = torch::div(key, clusters, "floor");          // |μ| − 2⟨x, μ⟩
+  const torch::Tensor score = torch::div(key, clusters, "floor");  // |μ| − 2⟨x, μ⟩
   return {score + bits.sum(-1).to(torch::kLong), key - score * clusters};
 }
 
@@ -111,7 +160,7 @@ torch::Tensor HashBits(const torch::Tensor& x, const torch::Tensor& planes) {
 }
 
 torch::Tensor HammingClusters(const torch::Tensor& bits, const torch::Tensor& key_valid,
-                              int64_t clusters, int64_t iterations) {
+                              int64_t clusters, int64_t iterations, BitProduct product) {
   const int64_t batch = bits.size(0), heads = bits.size(1), n = bits.size(2),
                 nbits = bits.size(3);
   TORCH_CHECK(nbits <= 63, "clustered attention: at most 63 hash bits");
@@ -139,11 +188,12 @@ torch::Tensor HammingClusters(const torch::Tensor& bits, const torch::Tensor& ke
       torch::cat({bits * 2 - 1, torch::ones({batch, heads, n, 1}, bits.options())}, -1);
   const torch::Tensor cluster_base =
       torch::arange(batch * heads, long_opts).mul(clusters + 1).view({batch, heads, 1});
+  const QueryBits query_bits = PrepareQueryBits(bits, product, clusters);
   // Key that orders queries by (distance to own centroid desc, position asc): exact in int64.
   const torch::Tensor position_penalty = torch::arange(n, long_opts);
   torch::Tensor assign;
   for (int64_t it = 0; it <= iterations; ++it) {
-    const auto [min_dist, nearest] = NearestHammingCentroids(bits, mu);
+    const auto [min_dist, nearest] = NearestHammingCentroids(bits, query_bits, mu);
     assign = nearest.masked_fill(invalid, clusters);  // [B,H,N]
     if (it == iterations) break;
     // Per cluster the sum of its members' ±1 bits and its size (a last column for the padded

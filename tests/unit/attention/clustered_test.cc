@@ -1,5 +1,8 @@
 // Clustered and improved clustered attention: the exact equivalences T1–T5, T8 of
 // docs/attention-spec.md §6 in fp32 (1e-5), and properties of the Hamming k-means.
+#include <tuple>
+#include <vector>
+
 #include <gtest/gtest.h>
 
 #include "model/attention/clustering.h"
@@ -154,6 +157,31 @@ TEST(HammingClusters, ValidIdsInRangePaddedGetSentinel) {
   EXPECT_TRUE(assign.masked_select(v).lt(9).all().item<bool>());
   EXPECT_TRUE(assign.masked_select(v).ge(0).all().item<bool>());
   EXPECT_TRUE(assign.masked_select(v.logical_not()).eq(9).all().item<bool>());
+}
+
+TEST(HammingClusters, Int8AndFloatBitProductsGiveTheSameClusters) {
+  // kAuto is int8 on CPU and fp32 on CUDA: both paths run here and must agree exactly, on
+  // batches of several heads (per-head int8 products) and a single head, bit counts that are
+  // and are not multiples of 8, with empty clusters to re-seed (more clusters than distinct
+  // codes), and cluster counts whose scale folds into the int8 operands (9, 40, 100) or not
+  // (131, prime).
+  for (const auto& [heads, bits, clusters] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+           {3, 63, 9}, {1, 32, 100}, {2, 5, 40}, {2, 16, 131}}) {
+    const auto in = RandomQkv(2, heads, 150, 16, 31);
+    const torch::Tensor valid = RightPadded({150, 97}, 150);
+    AttentionSpec spec;
+    spec.num_heads = heads;
+    spec.head_dim = 16;
+    internal::ClusteringOptions options;
+    options.bits = bits;
+    const torch::Tensor x = internal::HashBits(in.q, internal::MakeHashPlanes(spec, options));
+    const torch::Tensor as_float = internal::HammingClusters(
+        x, valid, clusters, 10, internal::BitProduct::kFloat);
+    const torch::Tensor as_int8 = internal::HammingClusters(
+        x, valid, clusters, 10, internal::BitProduct::kInt8);
+    EXPECT_TRUE(torch::equal(as_float, as_int8))
+        << heads << " heads, " << bits << " bits, " << clusters << " clusters";
+  }
 }
 
 TEST(HammingClusters, RecoversWellSeparatedGroups) {
