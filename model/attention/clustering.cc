@@ -18,23 +18,8 @@ constexpr uint64_t kPlaneStream = 0x636c7573;  // "clus"
 // Queries per tile of the i-clustered sparse product: each tile holds queries of one cluster.
 constexpr int64_t kTileRows = 32;
 
-// Centroid of each cluster: mean of its valid queries. A one-hot GEMM rather than a scatter so
-// the sums have a fixed order on every device. Returns [B, H, C, D] and the raw counts
-// [B, H, C] (the division clamps them to 1, P5).
-std::pair<torch::Tensor, torch::Tensor> CentroidsAndCounts(const torch::Tensor& q,
-                                                           const torch::Tensor& assign,
-                                                           int64_t clusters) {
-  const auto sizes = q.sizes();
-  torch::Tensor onehot = torch::zeros({sizes[0], sizes[1], sizes[2], clusters + 1}, q.options())
-                             .scatter_(3, assign.unsqueeze(-1), 1.0)
-                             .index({Slice(), Slice(), Slice(), Slice(0, clusters)});  // [B,H,N,C]
-  const torch::Tensor counts = onehot.sum(2);                                          // [B,H,C]
-  return {torch::matmul(onehot.transpose(-1, -2), q) / counts.clamp_min(1.0).unsqueeze(-1),
-          counts};
-}
-
 torch::Tensor Centroids(const torch::Tensor& q, const torch::Tensor& assign, int64_t clusters) {
-  return CentroidsAndCounts(q, assign, clusters).first;
+  return ClusterMeans(q, assign, clusters).first;
 }
 
 // The queries' hash bits [B, H, N, b] as the right operand of the centroid products with C
@@ -126,6 +111,36 @@ torch::Tensor RowsFor(const torch::Tensor& table, const torch::Tensor& assign, i
 
 }  // namespace
 
+std::pair<torch::Tensor, torch::Tensor> ClusterMeans(const torch::Tensor& x,
+                                                     const torch::Tensor& assign,
+                                                     int64_t clusters, bool one_hot) {
+  const int64_t batch = x.size(0), heads = x.size(1), n = x.size(2), dim = x.size(3);
+  if (one_hot || !x.is_cpu()) {
+    torch::Tensor onehot = torch::zeros({batch, heads, n, clusters + 1}, x.options())
+                               .scatter_(3, assign.unsqueeze(-1), 1.0)
+                               .index({Slice(), Slice(), Slice(), Slice(0, clusters)});  // [B,H,N,C]
+    const torch::Tensor counts = onehot.sum(2);                                          // [B,H,C]
+    return {torch::matmul(onehot.transpose(-1, -2), x) / counts.clamp_min(1.0).unsqueeze(-1),
+            counts};
+  }
+  // Rows of (x, 1) added into their cluster's row; id C (padding) gets a spare row.
+  const torch::Tensor rows =
+      (assign + torch::arange(batch * heads, assign.options()).mul(clusters + 1).view(
+                    {batch, heads, 1}))
+          .reshape(-1);
+  const torch::Tensor sums =
+      torch::zeros({batch * heads * (clusters + 1), dim + 1}, x.options())
+          .index_add_(0, rows,
+                      torch::cat({x, torch::ones({batch, heads, n, 1}, x.options())}, -1)
+                          .reshape({-1, dim + 1}))
+          .view({batch, heads, clusters + 1, dim + 1})
+          .index({Slice(), Slice(), Slice(0, clusters)});
+  const torch::Tensor counts = sums.index({Slice(), Slice(), Slice(), dim});  // [B,H,C]
+  return {sums.index({Slice(), Slice(), Slice(), Slice(0, dim)}) /
+              counts.clamp_min(1.0).unsqueeze(-1),
+          counts};
+}
+
 absl::StatusOr<ClusteringOptions> ReadClusteringOptions(OptionReader& reader,
                                                         const ClusteringOptions& defaults,
                                                         bool with_topk) {
@@ -183,11 +198,7 @@ torch::Tensor HammingClusters(const torch::Tensor& bits, const torch::Tensor& ke
   const torch::Tensor init = order.gather(-1, ranks);          // [B,H,C]
   torch::Tensor mu = bits.gather(2, init.unsqueeze(-1).expand({-1, -1, -1, nbits}));  // [B,H,C,b]
 
-  // ±1 per bit, then a constant 1 that counts the members.
-  const torch::Tensor signed_bits_and_one =
-      torch::cat({bits * 2 - 1, torch::ones({batch, heads, n, 1}, bits.options())}, -1);
-  const torch::Tensor cluster_base =
-      torch::arange(batch * heads, long_opts).mul(clusters + 1).view({batch, heads, 1});
+  const torch::Tensor signed_bits = bits * 2 - 1;
   const QueryBits query_bits = PrepareQueryBits(bits, product, clusters);
   // Key that orders queries by (distance to own centroid desc, position asc): exact in int64.
   const torch::Tensor position_penalty = torch::arange(n, long_opts);
@@ -196,19 +207,9 @@ torch::Tensor HammingClusters(const torch::Tensor& bits, const torch::Tensor& ke
     const auto [min_dist, nearest] = NearestHammingCentroids(bits, query_bits, mu);
     assign = nearest.masked_fill(invalid, clusters);  // [B,H,N]
     if (it == iterations) break;
-    // Per cluster the sum of its members' ±1 bits and its size (a last column for the padded
-    // queries' id C), by index_add_: integer sums, so exact and identical in any order, atomic
-    // adds on CUDA included. Cheaper than a one-hot GEMM: whole-encoder clustered at 16k tokens
-    // 9.05 -> 6.72 s (docs/BENCHMARKS.md §2).
-    const torch::Tensor rows = (assign + cluster_base).reshape(-1);
-    const torch::Tensor votes =
-        torch::zeros({batch * heads * (clusters + 1), nbits + 1}, bits.options())
-            .index_add_(0, rows, signed_bits_and_one.reshape({-1, nbits + 1}))
-            .view({batch, heads, clusters + 1, nbits + 1})
-            .index({Slice(), Slice(), Slice(0, clusters)});
-    const torch::Tensor majority =
-        votes.index({Slice(), Slice(), Slice(), Slice(0, nbits)}).gt(0).to(bits.scalar_type());
-    const torch::Tensor counts = votes.index({Slice(), Slice(), Slice(), nbits});  // [B,H,C]
+    // The mean of a cluster's ±1 bits has the sign of their sum (integers: exact in any order).
+    const auto [mean_votes, counts] = ClusterMeans(signed_bits, assign, clusters);
+    const torch::Tensor majority = mean_votes.gt(0).to(bits.scalar_type());  // tie -> 0
     const torch::Tensor empty = counts.eq(0);                                  // [B,H,C]
     // One host sync per round (free on CPU): re-seeding is rare and costs a top-k over N.
     if (!empty.any().item<bool>()) {
@@ -240,7 +241,7 @@ torch::Tensor RefineClusters(const torch::Tensor& q, const torch::Tensor& key_va
   const torch::Tensor invalid = key_valid.logical_not().unsqueeze(1).expand({batch, heads, n});
   torch::Tensor refined = assign;
   for (int64_t round = 0; round < rounds; ++round) {
-    const auto [centroids, counts] = CentroidsAndCounts(q, refined, clusters);  // [B,H,C,D]
+    const auto [centroids, counts] = ClusterMeans(q, refined, clusters);  // [B,H,C,D]
     // ‖q − c‖² up to the per-query constant ‖q‖²; an empty cluster stays empty.
     const torch::Tensor dist =
         (centroids.pow(2).sum(-1).unsqueeze(-2) -

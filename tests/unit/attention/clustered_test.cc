@@ -184,6 +184,24 @@ TEST(HammingClusters, Int8AndFloatBitProductsGiveTheSameClusters) {
   }
 }
 
+TEST(ClusterMeans, IndexAddEqualsOneHotGemm) {
+  // CPU sums by index_add_, CUDA by the one-hot GEMM: both run here. Ids include the padding
+  // id C, and cluster 3 is left empty (count 0, mean 0).
+  torch::manual_seed(5);
+  const int64_t clusters = 7;
+  const torch::Tensor x = torch::randn({2, 3, 60, 16});
+  torch::Tensor assign = torch::randint(0, clusters + 1, {2, 3, 60}, torch::kLong);
+  assign.masked_fill_(assign.eq(3), clusters);
+  const auto [means, counts] = internal::ClusterMeans(x, assign, clusters);
+  const auto [gemm_means, gemm_counts] =
+      internal::ClusterMeans(x, assign, clusters, /*one_hot=*/true);
+  EXPECT_TRUE(torch::equal(counts, gemm_counts));
+  EXPECT_TRUE(torch::allclose(means, gemm_means, /*rtol=*/0, /*atol=*/1e-5));
+  EXPECT_TRUE(counts.index({Slice(), Slice(), 3}).eq(0).all().item<bool>());
+  EXPECT_TRUE(means.index({Slice(), Slice(), 3}).eq(0).all().item<bool>());
+  EXPECT_EQ(counts.sum().item<float>(), assign.lt(clusters).sum().item<int64_t>());
+}
+
 TEST(HammingClusters, RecoversWellSeparatedGroups) {
   // Four tight groups of queries far apart: with C = 4 every group is one cluster.
   const auto [q, group] = SeparatedGroups(29);
