@@ -18,6 +18,15 @@ constexpr uint64_t kPlaneStream = 0x636c7573;  // "clus"
 // Queries per tile of the i-clustered sparse product: each tile holds queries of one cluster.
 constexpr int64_t kTileRows = 32;
 
+// Ids [B, H, N] in [0, C] made unique across (batch, head): id + (C + 1)·(b·H + h), flattened.
+torch::Tensor FlatClusterIds(const torch::Tensor& assign, int64_t clusters) {
+  const int64_t bh = assign.size(0) * assign.size(1);
+  return (assign + torch::arange(bh, assign.options())
+                       .mul(clusters + 1)
+                       .view({assign.size(0), assign.size(1), 1}))
+      .reshape(-1);
+}
+
 torch::Tensor Centroids(const torch::Tensor& q, const torch::Tensor& assign, int64_t clusters) {
   return ClusterMeans(q, assign, clusters).first;
 }
@@ -31,13 +40,15 @@ struct QueryBits {
   torch::Tensor operand;
   bool int8 = false;
   int64_t x_scale = 0;
+  torch::Tensor ones;  // |x| per query, [B, H, N] int64: the same in every round
 };
 
 QueryBits PrepareQueryBits(const torch::Tensor& bits, BitProduct product, int64_t clusters) {
   const int64_t bh = bits.size(0) * bits.size(1), n = bits.size(2), nbits = bits.size(3);
   const torch::Tensor operand = bits.reshape({bh, n, nbits}).transpose(1, 2);  // [BH, b, N]
+  const torch::Tensor ones = bits.sum(-1).to(torch::kLong);
   if (!(product == BitProduct::kInt8 || (product == BitProduct::kAuto && bits.is_cpu()))) {
-    return {operand, false, 0};
+    return {operand, false, 0, ones};
   }
   int64_t x_scale = 0;
   for (int64_t a = std::min<int64_t>(64, clusters); a >= 1 && x_scale == 0; --a) {
@@ -46,7 +57,7 @@ QueryBits PrepareQueryBits(const torch::Tensor& bits, BitProduct product, int64_
   const int64_t padded = (nbits + 7) / 8 * 8;
   const torch::Tensor scaled = x_scale > 0 ? operand * x_scale : operand;
   return {torch::constant_pad_nd(scaled, {0, 0, 0, padded - nbits}).to(torch::kInt8).contiguous(),
-          true, x_scale};
+          true, x_scale, ones};
 }
 
 // −2C⟨μ_c, x_i⟩ for centroid bits mu [B, H, C, b]: [BH, C, N], exact integers (fp32 or int32).
@@ -91,7 +102,7 @@ std::pair<torch::Tensor, torch::Tensor> NearestHammingCentroids(const torch::Ten
   const torch::Tensor keys = products.add_(base);  // in place: a temporary
   const torch::Tensor key = keys.amin(1).to(torch::kLong).view({batch, heads, n});
   const torch::Tensor score = torch::div(key, clusters, "floor");  // |μ| − 2⟨x, μ⟩
-  return {score + bits.sum(-1).to(torch::kLong), key - score * clusters};
+  return {score + x.ones, key - score * clusters};
 }
 
 // Masked centroid logits s · Qc kᵀ, -inf on padded keys: [B, H, C, N].
@@ -124,13 +135,9 @@ std::pair<torch::Tensor, torch::Tensor> ClusterMeans(const torch::Tensor& x,
             counts};
   }
   // Rows of (x, 1) added into their cluster's row; id C (padding) gets a spare row.
-  const torch::Tensor rows =
-      (assign + torch::arange(batch * heads, assign.options()).mul(clusters + 1).view(
-                    {batch, heads, 1}))
-          .reshape(-1);
   const torch::Tensor sums =
       torch::zeros({batch * heads * (clusters + 1), dim + 1}, x.options())
-          .index_add_(0, rows,
+          .index_add_(0, FlatClusterIds(assign, clusters),
                       torch::cat({x, torch::ones({batch, heads, n, 1}, x.options())}, -1)
                           .reshape({-1, dim + 1}))
           .view({batch, heads, clusters + 1, dim + 1})
@@ -306,9 +313,7 @@ torch::Tensor ImprovedClusteredCore(const torch::Tensor& q, const torch::Tensor&
   // sorted by (head, cluster) and cut into tiles of kTileRows queries of one cluster, so every
   // tile multiplies its queries with one [kk, D] block in a batched GEMM. Memory and time are
   // O(N·kk) per head; no per-query copy of keys or values is made.
-  const torch::Tensor cluster_of =
-      (assign + torch::arange(bh, long_opts).mul(clusters + 1).view({batch, heads, 1}))
-          .reshape(-1);                                                   // [BH·N], padded: C
+  const torch::Tensor cluster_of = FlatClusterIds(assign, clusters);                                                   // [BH·N], padded: C
   const torch::Tensor order = std::get<1>(
       torch::sort(cluster_of, /*stable=*/true, /*dim=*/0, /*descending=*/false));
   const torch::Tensor counts_all =

@@ -41,9 +41,9 @@ absl::StatusOr<ClusteringOptions> ReadClusteringOptions(OptionReader& reader,
 
 // Mean of each cluster's members, [B, H, C, D], and the member counts [B, H, C] (the division
 // clamps them to 1, P5), for x [B, H, N, D] and ids [B, H, N] in [0, C] (C: padding, left out).
-// The sums have a fixed order on every device: index_add_ on CPU (sequential there; 2.7x faster
-// than the GEMM at 16k tokens), a one-hot GEMM elsewhere (index_add_ is atomic on CUDA) or with
-// `one_hot` (tests).
+// The sums have a fixed order on every device: index_add_ on CPU (sequential there, and cheaper:
+// i-clustered at 16k tokens 9.78 -> 9.06 s per document, docs/BENCHMARKS.md §2e), a one-hot
+// GEMM elsewhere (index_add_ is atomic on CUDA) or with `one_hot` (tests).
 std::pair<torch::Tensor, torch::Tensor> ClusterMeans(const torch::Tensor& x,
                                                      const torch::Tensor& assign,
                                                      int64_t clusters, bool one_hot = false);
@@ -56,18 +56,20 @@ torch::Tensor MakeHashPlanes(const AttentionSpec& spec, const ClusteringOptions&
 // bit b = [x · planes[h, b, :D] > planes[h, b, D]].
 torch::Tensor HashBits(const torch::Tensor& x, const torch::Tensor& planes);
 
+// How HammingClusters multiplies centroid and query bits. Both give the same exact integers;
+// kAuto takes int8 GEMMs on CPU (VNNI; one clustered layer of 16k tokens 0.64 -> 0.53 s,
+// docs/BENCHMARKS.md §2e) and fp32 elsewhere (int8 GEMMs on CUDA have shape rules). Tests
+// force each.
+enum class BitProduct { kAuto, kFloat, kInt8 };
+
 // Lloyd k-means in Hamming space per (b, h) over valid queries. Returns [B, H, N] int64
 // cluster ids in [0, C) for valid queries and C for padded ones. Deterministic and
 // content-based (attention-spec.md §2.2 deviations): initial centroids are the queries at
 // evenly spaced ranks of the hash value; Hamming distances come from the GEMM identity
 // |x| + |μ| − 2⟨x, μ⟩ (exact in fp32); ties go to the lowest cluster id, vote ties to bit 0;
 // an empty cluster is re-seeded with the valid query farthest from its centroid. When a row
-// has at most C valid queries each gets its own cluster (so clustering is exact).
-// How HammingClusters multiplies centroid and query bits. Both give the same exact integers;
-// kAuto takes int8 GEMMs on CPU (3x the fp32 rate with VNNI: the k-means of a 16k-token head
-// ~1.7x faster) and fp32 elsewhere (int8 GEMMs on CUDA have shape rules). Tests force each.
-enum class BitProduct { kAuto, kFloat, kInt8 };
-
+// has at most C valid queries each gets its own cluster (so clustering is exact). `product`
+// says how centroid and query bits are multiplied (BitProduct, above).
 torch::Tensor HammingClusters(const torch::Tensor& bits, const torch::Tensor& key_valid,
                               int64_t clusters, int64_t iterations,
                               BitProduct product = BitProduct::kAuto);
