@@ -17,13 +17,11 @@ PROGRAMS = {
 }
 
 
-@pytest.fixture(params=sorted(PROGRAMS))
+@pytest.fixture(params=[pytest.param(name, marks=pytest.mark.needs_programs(name))
+                        for name in sorted(PROGRAMS)])
 def program(request, build_dir):
     """(name, path) of one built program."""
-    binary = build_dir / "bin" / request.param
-    if not binary.exists():
-        pytest.skip(f"{binary} not built")
-    return request.param, binary
+    return request.param, build_dir / "bin" / request.param
 
 
 def test_help_lists_the_program_flags(program):

@@ -7,9 +7,9 @@ Dockerfile, mounted files exist, ports and health check agree with deploy/server
 Dockerfile, the inline Prometheus config is deploy/prometheus.yml with the service name as
 target (and passes `promtool check config` with the real alert rules), the Grafana data source
 is the provisioned one pointing at the prometheus service, and the dashboard provider's path is
-where the dashboards are mounted. `docker compose config` runs too when a Compose client exists.
+where the dashboards are mounted. (No `docker compose config` step: neither Debian 12 nor PyPI
+ships a Compose v2 client, and a test that ran only where one happens to exist would skip.)
 """
-import os
 import pathlib
 import re
 import shutil
@@ -152,13 +152,3 @@ def test_prometheus_config_is_the_repo_config_with_the_service_target(compose, t
     result = subprocess.run([promtool, "check", "config", str(tmp_path / "prometheus.yml")],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_docker_compose_config_when_available():
-    docker = shutil.which("docker")
-    if docker is None or subprocess.run([docker, "compose", "version"],
-                                        capture_output=True).returncode != 0:
-        pytest.skip("no `docker compose` client on this machine")
-    result = subprocess.run([docker, "compose", "-f", str(COMPOSE), "config", "--quiet"],
-                            capture_output=True, text=True, env=dict(os.environ))
-    assert result.returncode == 0, result.stderr

@@ -275,9 +275,8 @@ def free_port():
 
 
 def run_staging(dockerfile, stage, variant):
-    for binary in ["longenc-server", "longenc"]:
-        if not (BUILD / "bin" / binary).exists():
-            pytest.skip(f"{BUILD}/bin/{binary} not built")
+    missing = [b for b in ["longenc-server", "longenc"] if not (BUILD / "bin" / b).exists()]
+    assert not missing, f"{BUILD}/bin/{missing} not built (make build)"
     env = dict(os.environ, STAGE=str(stage), BUILD=str(BUILD), VARIANT=variant,
                # Hard links: same files as a copy, without copying 2.5 GB of libraries.
                COPY_CMD="cp -L -l")

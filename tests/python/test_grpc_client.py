@@ -2,8 +2,8 @@
 proto/longenc/v1/encoder.proto with grpcio-tools, against the real longenc-server binary and
 the real model. Also checks the standard health service and server reflection.
 
-Needs $LONGENC_BUILD_DIR/bin/longenc-server (built with LONGENC_BUILD_MODEL=ON); skipped
-otherwise.
+Needs $LONGENC_BUILD_DIR/bin/longenc-server (built with LONGENC_BUILD_MODEL=ON); without it the
+tests fail.
 """
 import importlib
 import os
@@ -54,7 +54,7 @@ service ServerReflection {
 }
 """
 
-pytestmark = pytest.mark.skipif(not SERVER.exists(), reason=f"{SERVER} not built")
+pytestmark = pytest.mark.needs_programs("longenc-server")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ start: exit with a non-zero code (not a signal: no crash), name the damaged file
 on stderr, and never answer health with SERVING. It listens (NOT_SERVING) before it loads the
 model, so a health probe runs for the whole life of the process and records every answer.
 
-Needs $LONGENC_BUILD_DIR/bin/longenc-server (LONGENC_BUILD_MODEL=ON); skipped otherwise.
+Needs $LONGENC_BUILD_DIR/bin/longenc-server (LONGENC_BUILD_MODEL=ON); fails without it.
 """
 import json
 import os
@@ -23,7 +23,7 @@ BUILD = pathlib.Path(os.environ.get("LONGENC_BUILD_DIR", ROOT / "build"))
 SERVER = BUILD / "bin" / "longenc-server"
 MODEL_DIR = pathlib.Path(os.environ.get("LONGENC_MODEL_DIR", ROOT / "models" / "all-MiniLM-L6-v2"))
 
-pytestmark = pytest.mark.skipif(not SERVER.exists(), reason=f"{SERVER} not built")
+pytestmark = pytest.mark.needs_programs("longenc-server")
 
 # grpc.health.v1: HealthCheckRequest{service=""} is empty on the wire; the response's only
 # field is `status = 1` (enum: 1 SERVING, 2 NOT_SERVING).

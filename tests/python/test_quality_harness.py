@@ -93,10 +93,9 @@ def test_paragraph_query_is_prose_near_the_middle():
     assert text[start:end].strip() == prose.strip()
 
 
+@pytest.mark.needs_programs("longenc-encode")
 def test_encoder_round_trip_and_cache(tmp_path, build_dir):
     binary = build_dir / "bin" / "longenc-encode"
-    if not binary.exists():
-        pytest.skip(f"{binary} not built")
     enc = common.Encoder(binary, threads=1, jobs=2, cache_dir=tmp_path, verbose=False)
     assert "full" in enc.variants()
     docs = [[101, 7592, 2088, 102], [101, 7592, 102], [101, 7592, 2088, 102]]

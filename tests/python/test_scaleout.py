@@ -11,7 +11,7 @@ that balances with gRPC round_robin.
   two survivors keep serving after it is gone.
 
 Bounded: a few hundred short documents, every call with a deadline. Needs
-$LONGENC_BUILD_DIR/bin/longenc-server and longenc (skipped otherwise).
+$LONGENC_BUILD_DIR/bin/longenc-server and longenc (fails without them).
 """
 import concurrent.futures
 import json
@@ -29,8 +29,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from encoder_stubs import load_stubs  # noqa: E402
 from scaleout_cluster import CLI, SERVER, start_replicas  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not (SERVER.exists() and CLI.exists()),
-                                reason=f"{SERVER} or {CLI} not built")
+pytestmark = pytest.mark.needs_programs("longenc-server", "longenc")
 
 CONCURRENCY = 6
 CALL_TIMEOUT_S = 60

@@ -8,7 +8,7 @@ scaleout_cluster helpers): a plain-text reference, TLS + API keys, and mutual TL
 or reject case runs while a well-formed request is in flight on another thread, and that request
 must succeed with the reference embedding; after each rejection the server still serves.
 
-Needs $LONGENC_BUILD_DIR/bin/longenc-server and longenc (skipped otherwise) and `openssl`.
+Needs $LONGENC_BUILD_DIR/bin/longenc-server and longenc and `openssl` (fails without them).
 """
 import contextlib
 import json
@@ -28,9 +28,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from encoder_stubs import load_stubs  # noqa: E402
 from scaleout_cluster import CLI, MODEL_DIR, SERVER, Replica  # noqa: E402
 
-pytestmark = pytest.mark.skipif(
-    not (SERVER.exists() and CLI.exists() and shutil.which("openssl")),
-    reason=f"{SERVER}, {CLI} or openssl missing")
+pytestmark = pytest.mark.needs_programs("longenc-server", "longenc", commands=("openssl",))
 
 KEY = "k3y-for-tests_0123456789abcdefXYZ"
 OTHER_KEY = "second-key/with+chars=="
