@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""longenc's clustered attention side by side with idiap/fast-transformers' (issue 4, item 6).
+"""longenc's clustered attention side by side with idiap/fast-transformers'.
 
 On the real MiniLM queries/keys/values written by bench/attention_dump_qkv.py, truncated to each
 N, one process runs fast-transformers' ClusteredAttention and ImprovedClusteredAttention and,
@@ -8,7 +8,7 @@ sides are measured minutes apart under the same load. Exact attention (torch SDP
 reference for both sides' fidelity.
 
 fast-transformers is not a dependency: --ft_path names a directory holding its package with the
-CPU extensions built in place against this torch (docs/BENCHMARKS.md §4.1 says how it was built);
+CPU extensions built in place against this torch (docs/BENCHMARKS.md §4 says how it was built);
 it is only added to sys.path.
 
 Settings: each pair uses longenc's defaults (model/attention/clustered_attention.cc,

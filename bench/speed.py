@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Whole-encoder speed and memory of every attention variant (EVALUATION.md §4).
+"""Whole-encoder speed and memory of every attention variant (docs/BENCHMARKS.md).
 
 For each N (tokens per document) and each method, one `longenc-encode` process encodes
 max(1, 4096 // N) copies of one linux-doc document of exactly N tokens (bench/corpus.py), one
@@ -8,7 +8,7 @@ document per forward pass (--batch_tokens=N), and reports:
   - peak RSS of the whole process (ru_maxrss from wait4), model and LibTorch included;
   - the ceiling: a GEMM rate measured in this run (torch.matmul, same threads) divided by the
     FLOPs per token of the forward pass: 21.2 MFLOP for MiniLM-L6's linear layers plus the
-    attention term of the method (cost model of attention-spec.md §5, `attention_flops`);
+    attention term of the method (cost model of docs/ATTENTION.md §5, `attention_flops`);
     each row's fraction of that ceiling is printed.
 Methods run interleaved per N (exact first), so every ratio "variant vs exact" comes from
 measurements taken minutes apart on the same load. The scaling exponent is the least-squares
@@ -26,7 +26,7 @@ computation inside longenc.
 
 The raw results (JSON) go to bench/results/speed.raw, which git ignores.
 
-Prints a markdown table per N and a summary of the issue-4 goals.
+Prints a markdown table per N and a summary of the goals of docs/BENCHMARKS.md.
 """
 import argparse
 import json
@@ -74,7 +74,7 @@ def options_of(attention, options):
 
 
 def attention_flops(attention, options, n, position):
-    """Attention FLOPs per token per forward (all heads and layers), attention-spec.md §5."""
+    """Attention FLOPs per token per forward (all heads and layers), docs/ATTENTION.md §5."""
     d = HEAD_DIM
     o = options_of(attention, options)
     if attention == "full":

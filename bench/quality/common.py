@@ -271,4 +271,4 @@ def save_json(name: str, data) -> pathlib.Path:
 def machine_note() -> str:
     load = os.getloadavg()[0]
     return (f"{time.strftime('%Y-%m-%d %H:%M %Z')}, {os.cpu_count()} CPUs shared "
-            f"(load {load:.1f} at the end, from other engineers' builds and tests)")
+            f"(load {load:.1f} at the end)")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""linux-doc document retrieval (EVALUATION.md §3): recall@1 and nDCG@10 per method.
+"""linux-doc document retrieval: recall@1 and nDCG@10 per method.
 
 Documents: --count linux-doc documents with --min_tokens ≤ tokens ≤ --max_tokens, in a seeded
 stable order (bench/corpus.py). Query: by default one paragraph of the document (the prose

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fidelity of each approximate attention variant to exact attention (EVALUATION.md §2).
+"""Fidelity of each approximate attention variant to exact attention.
 
 For every N, documents of exactly N tokens are cut from real linux-doc text (documents
 concatenated in a seeded order, bench/corpus.py); each is embedded with exact attention

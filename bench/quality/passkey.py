@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Passkey retrieval (LongEmbed's template, EVALUATION.md §3), top-1 accuracy per length.
+"""Passkey retrieval (LongEmbed's template), top-1 accuracy per length.
 
 Each candidate document of L tokens is LongEmbed's filler ("The grass is green. The sky is
 blue. The sun is yellow. Here we go. There and back again." repeated) with

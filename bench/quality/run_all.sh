@@ -51,7 +51,7 @@ for stage in "${stages[@]}"; do
         --out fidelity_newbinary.json > "$OUT/fidelity_newbinary.md"
       $PY $Q/fidelity.py "${BIN[@]}" --lengths 8192 --docs 1 --variants "iclustered:clusters=256;topk=64" \
         --out fidelity_8k_c256.json > "$OUT/fidelity_8k_c256.md"
-      # Session 2: calibrated CAST, its baselines, YOSO-E, the final defaults, 32k (one document).
+      # Calibrated CAST, its baselines, YOSO-E, the defaults, 32k (one document).
       $PY $Q/fidelity.py "${BIN[@]}" --lengths 512,2048,8192 --docs 3,2,1 \
         --variants "cast:surrogates=$CAST_FILE" --out fidelity_cast.json > "$OUT/fidelity_cast.md"
       $PY $Q/fidelity.py "${BIN[@]}" --lengths 2048,8192 --docs 2,1 \
@@ -78,7 +78,7 @@ for stage in "${stages[@]}"; do
         --methods "$BASE,$ICL/grouped:logscale,full/grouped:logscale,full/interpolate"
       $PY $Q/passkey.py "${BIN[@]}" --lengths 16384 --candidates 16384:5 \
         --methods "$BASE,full/grouped:logscale,$ICL/grouped:logscale"
-      # Session 2: i-clustered with its final defaults and calibrated CAST, default position mode.
+      # i-clustered with its defaults and calibrated CAST, default position mode.
       $PY $Q/passkey.py "${BIN[@]}" --lengths 256,512,1024,2048,4096,8192 \
         --candidates 256:20,512:20,1024:10,2048:10,4096:10,8192:5 --methods "iclustered/grouped:logscale"
       $PY $Q/passkey.py "${BIN[@]}" --lengths 256,512,1024,2048 --candidates 256:20,512:20,1024:10,2048:10 \
@@ -89,9 +89,9 @@ for stage in "${stages[@]}"; do
         $PY $Q/doc_retrieval.py "${BIN[@]}" --count 16 --min_tokens 2048 --max_tokens 3072 --distractors $d \
           --methods "$BASE,full/interpolate,full/grouped,full/interpolate:logscale,full/grouped:logscale,iclustered+clusters=64;topk=64/interpolate,$ICL/grouped:logscale"
       done > "$OUT/doc_retrieval.md"
-      # Session 2: final i-clustered defaults and calibrated CAST, with the 100 distractors only.
+      # i-clustered defaults and calibrated CAST, with the 100 distractors only.
       $PY $Q/doc_retrieval.py "${BIN[@]}" --count 16 --min_tokens 2048 --max_tokens 3072 --distractors 100 \
-        --methods "iclustered/grouped:logscale,$CAST/grouped:logscale" > "$OUT/doc_retrieval_session2.md" ;;
+        --methods "iclustered/grouped:logscale,$CAST/grouped:logscale" > "$OUT/doc_retrieval_defaults.md" ;;
     plot)
       $PY $Q/plot.py ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;

@@ -1,6 +1,6 @@
 """The LibTorch programs run on tcmalloc (CMake option LONGENC_TCMALLOC, on by default): the
 dynamic loader must bind malloc of libc, LibTorch and every other library to it. Without it
-glibc maps and zeroes each large attention temporary afresh (docs/BENCHMARKS.md §2c)."""
+glibc maps and zeroes each large attention temporary afresh (docs/BENCHMARKS.md §5)."""
 import os
 import re
 import subprocess

@@ -2,7 +2,7 @@
 
 A clone of longenc must be able to open every document its code, build files and docs point to.
 Fails on:
-  - a path into the team's notes beside the checkout (`../shared`);
+  - a path into notes kept beside the checkout (`../shared`);
   - a Markdown file name (`NAME.md`, `dir/NAME.md`, `NAME.md#anchor`) that resolves neither
     relative to the citing file's directory nor to the repository root;
   - the names of design notes that live outside the repository, cited without `.md`.

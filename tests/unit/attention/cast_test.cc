@@ -1,4 +1,4 @@
-// CAST-JS: the exact anchor T16 and the structural checks T17–T20 of docs/attention-spec.md §6,
+// CAST-JS: the exact anchor T16 and the structural checks T17–T20 of docs/ATTENTION.md §6,
 // plus surrogate-file loading.
 #include <algorithm>
 #include <cstring>

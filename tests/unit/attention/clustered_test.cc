@@ -1,5 +1,5 @@
 // Clustered and improved clustered attention: the exact equivalences T1–T5, T8 of
-// docs/attention-spec.md §6 in fp32 (1e-5), and properties of the Hamming k-means.
+// docs/ATTENTION.md §6 in fp32 (1e-5), and properties of the Hamming k-means.
 #include <tuple>
 #include <vector>
 

@@ -1,6 +1,6 @@
 // The conformance suite: every registered variant, with its efficient path forced, must keep
 // the Attention contract (shapes, zero padded rows, padding invariance, batch-mate
-// independence, determinism, option validation). attention-spec.md §1, T6, T7, T21.
+// independence, determinism, option validation). docs/ATTENTION.md §1, T6, T7, T21.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 

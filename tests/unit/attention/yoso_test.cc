@@ -1,5 +1,5 @@
 // YOSO: the exact equivalences T9–T11, T14, T15 and the statistical checks T12, T13 of
-// docs/attention-spec.md §6 (seeded, so they cannot flake).
+// docs/ATTENTION.md §6 (seeded, so they cannot flake).
 #include <gtest/gtest.h>
 
 #include "model/attention/registry.h"
