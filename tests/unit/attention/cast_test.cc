@@ -21,8 +21,9 @@ using testing::RandomQkv;
 using testing::RightPadded;
 using torch::indexing::Slice;
 
-// Greedy single assignment over (token, cluster) pairs in descending affinity (the spec's
-// reference definition), for one (b, h): affinity [N, N_c]; returns cluster per token or -1.
+// Greedy single assignment over (token, cluster) pairs in descending affinity (the defining
+// reference of docs/ATTENTION.md §4.2), for one (b, h): affinity [N, N_c]; returns the cluster
+// of each token or -1.
 std::vector<int64_t> GreedyReference(const torch::Tensor& affinity, int64_t kappa) {
   const int64_t n = affinity.size(0), nc = affinity.size(1);
   auto acc = affinity.accessor<float, 2>();
