@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -211,10 +212,21 @@ std::unique_ptr<grpc::ClientContext> Client::NewContext() const {
 }
 
 absl::StatusOr<longenc::v1::EmbedResponse> Client::Embed(
-    const longenc::v1::EmbedRequest& request) {
+    const longenc::v1::EmbedRequest& request, absl::Duration* retry_after) {
   auto ctx = NewContext();
   longenc::v1::EmbedResponse response;
   absl::Status s = FromGrpc(stub_->Embed(ctx.get(), request, &response));
+  if (retry_after != nullptr) {
+    *retry_after = absl::ZeroDuration();
+    const auto& trailers = ctx->GetServerTrailingMetadata();
+    auto it = trailers.find("grpc-retry-pushback-ms");
+    int64_t ms = 0;
+    if (!s.ok() && it != trailers.end() &&
+        absl::SimpleAtoi(absl::string_view(it->second.data(), it->second.size()), &ms) &&
+        ms >= 0) {
+      *retry_after = absl::Milliseconds(ms);
+    }
+  }
   if (!s.ok()) return s;
   return response;
 }

@@ -63,7 +63,10 @@ class Client {
  public:
   static absl::StatusOr<std::unique_ptr<Client>> Connect(const ConnectOptions& options);
 
-  absl::StatusOr<longenc::v1::EmbedResponse> Embed(const longenc::v1::EmbedRequest& request);
+  // `retry_after` (may be null) gets the server's pushback hint on failure: the standard
+  // grpc-retry-pushback-ms trailer, zero when absent.
+  absl::StatusOr<longenc::v1::EmbedResponse> Embed(const longenc::v1::EmbedRequest& request,
+                                                   absl::Duration* retry_after = nullptr);
   absl::StatusOr<longenc::v1::TokenizeResponse> Tokenize(const std::vector<std::string>& texts);
   absl::StatusOr<longenc::v1::GetInfoResponse> GetInfo();
   // grpc.health.v1 Check of `service` ("" = the whole server).

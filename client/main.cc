@@ -17,6 +17,8 @@
 #include <iostream>
 #include <sstream>
 #include <string>
+#include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -26,9 +28,13 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "client/batch_embed.h"
 #include "client/bench.h"
 #include "client/client.h"
+#include "client/embed_input.h"
 #include "client/output.h"
+#include "client/resume.h"
 #include "google/protobuf/util/json_util.h"
 #include "nlohmann/json.hpp"
 
@@ -48,11 +54,14 @@ ABSL_FLAG(std::string, tls_server_name, "",
 ABSL_FLAG(std::string, api_key, "",
           "API key, sent as 'authorization: Bearer KEY'. Empty: $LONGENC_API_KEY (keeps the key "
           "out of shell history and ps).");
-ABSL_FLAG(absl::Duration, timeout, absl::Seconds(120), "Deadline of each call (e.g. 30s, 5m).");
+ABSL_FLAG(absl::Duration, timeout, absl::Seconds(120),
+          "Deadline of each call (e.g. 30s, 5m); embed: of each attempt of each batch.");
 ABSL_FLAG(std::string, format, "jsonl",
           "Output of embed: json (one array), jsonl (one object a line), npy (float32 [N, dim]); "
           "bench: text or json.");
-ABSL_FLAG(std::string, output, "-", "Output file of embed ('-' = stdout).");
+ABSL_FLAG(std::string, output, "-",
+          "Output file of embed ('-' = stdout). Written in input order as batches finish; "
+          "npy rows of failed documents are NaN.");
 ABSL_FLAG(std::vector<std::string>, file, {},
           "embed: files whose whole content is one document each (comma-separated).");
 ABSL_FLAG(std::string, jsonl, "",
@@ -65,7 +74,22 @@ ABSL_FLAG(bool, truncate, false,
 ABSL_FLAG(std::string, attention, "", "Attention variant (empty = server default).");
 ABSL_FLAG(std::string, attention_options, "", "Options of the variant, key=value,...");
 ABSL_FLAG(std::string, position_mode, "", "Long-document mode (empty = server default).");
-ABSL_FLAG(int, batch_size, 16, "embed: documents per request on the stream.");
+ABSL_FLAG(int64_t, batch_documents, 16,
+          "embed: at most this many documents per call (lowered to the server's "
+          "max_documents_per_request).");
+ABSL_FLAG(int64_t, batch_tokens, 16384,
+          "embed: at most about this many tokens per call (text counted as UTF-8 bytes / 3 + 2, "
+          "token_ids exactly); a longer document is a call of its own.");
+ABSL_FLAG(int, in_flight, 2, "embed: calls (batches) in flight at once.");
+ABSL_FLAG(int, retries, 5,
+          "embed: retries of a batch refused with UNAVAILABLE or RESOURCE_EXHAUSTED, waiting "
+          "--backoff, then twice as long each time (at most 30s), with random jitter, or as long "
+          "as the server's grpc-retry-pushback-ms asks.");
+ABSL_FLAG(absl::Duration, backoff, absl::Milliseconds(500), "embed: wait before the first retry.");
+ABSL_FLAG(bool, resume, false,
+          "embed: continue an earlier run into the same --output (jsonl or npy): documents "
+          "already there are skipped (jsonl: by id; npy: rows that are not NaN), the rest are "
+          "embedded (jsonl: appended; npy: written into their rows).");
 ABSL_FLAG(std::string, progress, "auto",
           "Progress on stderr: auto (when stderr is a terminal and there are many documents), "
           "always, never.");
@@ -90,9 +114,8 @@ namespace {
 enum Exit { kOk = 0, kFailure = 1, kUsage = 2, kInput = 3, kUnreachable = 4, kRejected = 5,
             kNotServing = 6 };
 
-int Report(const absl::Status& s, const std::string& what) {
-  std::fprintf(stderr, "longenc: %s: %s: %s\n", what.c_str(),
-               absl::StatusCodeToString(s.code()).c_str(), std::string(s.message()).c_str());
+// The exit code of a failed call.
+int ExitCode(const absl::Status& s) {
   switch (s.code()) {
     case absl::StatusCode::kUnavailable:
     case absl::StatusCode::kDeadlineExceeded:
@@ -108,6 +131,12 @@ int Report(const absl::Status& s, const std::string& what) {
     default:
       return kFailure;
   }
+}
+
+int Report(const absl::Status& s, const std::string& what) {
+  std::fprintf(stderr, "longenc: %s: %s: %s\n", what.c_str(),
+               absl::StatusCodeToString(s.code()).c_str(), std::string(s.message()).c_str());
+  return ExitCode(s);
 }
 
 int InputError(const std::string& message) {
@@ -140,77 +169,6 @@ absl::StatusOr<std::unique_ptr<Client>> Connect(bool skip_unhealthy = true) {
   return Client::Connect(o);
 }
 
-// Reads the embed inputs; returns an exit code != 0 on error.
-int ReadDocuments(const std::vector<std::string>& args, std::vector<longenc::v1::Document>* docs) {
-  auto add_text = [&](std::string text, std::string id, const std::string& where) -> int {
-    size_t bad = 0;
-    if (!IsValidUtf8(text, &bad)) {
-      return InputError(absl::StrCat(where, " is not valid UTF-8 (byte ", bad, ")"));
-    }
-    longenc::v1::Document d;
-    d.set_text(std::move(text));
-    d.set_id(std::move(id));
-    docs->push_back(std::move(d));
-    return 0;
-  };
-  for (size_t i = 0; i < args.size(); ++i) {
-    if (int rc = add_text(args[i], std::to_string(i), absl::StrCat("argument ", i + 1)); rc) {
-      return rc;
-    }
-  }
-  for (const std::string& path : absl::GetFlag(FLAGS_file)) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return InputError(absl::StrCat("cannot read --file ", path));
-    std::stringstream ss;
-    ss << in.rdbuf();
-    if (int rc = add_text(ss.str(), path, path); rc) return rc;
-  }
-  const std::string jsonl = absl::GetFlag(FLAGS_jsonl);
-  if (!jsonl.empty()) {
-    std::ifstream file;
-    if (jsonl != "-") {
-      file.open(jsonl);
-      if (!file) return InputError(absl::StrCat("cannot read --jsonl ", jsonl));
-    }
-    std::istream& in = jsonl == "-" ? std::cin : file;
-    std::string line;
-    for (int64_t n = 1; std::getline(in, line); ++n) {
-      if (line.empty()) continue;
-      const std::string where = absl::StrCat(jsonl, ":", n);
-      nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-      if (j.is_discarded() || !j.is_object()) return InputError(where + ": not a JSON object");
-      std::string id = std::to_string(docs->size());
-      if (j.contains("id")) id = j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump();
-      if (j.contains("text") && j["text"].is_string()) {
-        if (int rc = add_text(j["text"].get<std::string>(), id, where); rc) return rc;
-      } else if (j.contains("token_ids") && j["token_ids"].is_array()) {
-        longenc::v1::Document d;
-        for (const auto& t : j["token_ids"]) {
-          if (!t.is_number_integer()) return InputError(where + ": token_ids must be integers");
-          d.mutable_tokens()->add_ids(t.get<int32_t>());
-        }
-        d.set_id(id);
-        docs->push_back(std::move(d));
-      } else {
-        return InputError(where + ": needs \"text\" (string) or \"token_ids\" (array)");
-      }
-    }
-  }
-  if (args.empty() && absl::GetFlag(FLAGS_file).empty() && jsonl.empty()) {
-    // One document per stdin line.
-    std::string line;
-    for (int64_t n = 1; std::getline(std::cin, line); ++n) {
-      if (line.empty()) continue;
-      if (int rc = add_text(line, std::to_string(docs->size()), absl::StrCat("stdin line ", n));
-          rc) {
-        return rc;
-      }
-    }
-  }
-  if (docs->empty()) return InputError("no documents (give texts, --file, --jsonl or stdin)");
-  return 0;
-}
-
 absl::StatusOr<longenc::v1::EmbedRequest> RequestOptions() {
   longenc::v1::EmbedRequest r;
   const std::string pooling = absl::GetFlag(FLAGS_pooling);
@@ -229,7 +187,97 @@ absl::StatusOr<longenc::v1::EmbedRequest> RequestOptions() {
   return r;
 }
 
-int Embed(const std::vector<std::string>& args) {
+// `arg` quoted for a POSIX shell when it needs it.
+std::string ShellQuote(const std::string& arg) {
+  if (!arg.empty() && arg.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                            "0123456789_-./=:,@%+") == std::string::npos) {
+    return arg;
+  }
+  std::string quoted = "'";
+  for (char c : arg) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return quoted + "'";
+}
+
+// This command line with --resume added; an --api_key value is left out of the text (it goes
+// to a terminal or a log), the key then comes from $LONGENC_API_KEY.
+std::string ResumeCommand(const std::vector<std::string>& argv) {
+  std::vector<std::string> words;
+  bool has_resume = false;
+  for (size_t i = 0; i < argv.size(); ++i) {
+    if (absl::StartsWith(argv[i], "--api_key") || absl::StartsWith(argv[i], "-api_key")) {
+      if (argv[i].find('=') == std::string::npos) ++i;  // "--api_key KEY"
+      continue;
+    }
+    has_resume = has_resume || argv[i] == "--resume" || argv[i] == "--resume=true";
+    words.push_back(ShellQuote(argv[i]));
+  }
+  if (!has_resume) words.push_back("--resume");
+  return absl::StrJoin(words, " ");
+}
+
+// Sorted line numbers as "3,17-20,45".
+class LineRanges {
+ public:
+  void Add(int64_t line) {
+    if (!ranges_.empty() && ranges_.back().second + 1 == line) {
+      ranges_.back().second = line;
+    } else {
+      ranges_.emplace_back(line, line);
+    }
+  }
+  bool empty() const { return ranges_.empty(); }
+  std::string ToString() const {
+    std::vector<std::string> parts;
+    for (const auto& [first, last] : ranges_) {
+      parts.push_back(first == last ? absl::StrCat(first) : absl::StrCat(first, "-", last));
+    }
+    return absl::StrJoin(parts, ",");
+  }
+
+ private:
+  std::vector<std::pair<int64_t, int64_t>> ranges_;
+};
+
+// Documents done / total and tokens per second on stderr: one line redrawn on a terminal,
+// a line every few seconds otherwise.
+class Progress {
+ public:
+  Progress(bool enabled, int64_t total, int64_t skipped)
+      : enabled_(enabled), tty_(isatty(2) != 0), total_(total), skipped_(skipped) {}
+
+  void Update(int64_t done, int64_t failed, int64_t tokens, bool last = false) {
+    if (!enabled_) return;
+    const absl::Time now = absl::Now();
+    if (!last && now - shown_ < (tty_ ? absl::Milliseconds(200) : absl::Seconds(5))) return;
+    shown_ = now;
+    const double seconds = std::max(1e-3, absl::ToDoubleSeconds(now - start_));
+    std::string line = absl::StrCat(skipped_ + done);
+    if (total_ >= 0) {
+      absl::StrAppend(&line, "/", total_, " documents (",
+                      (skipped_ + done) * 100 / std::max<int64_t>(total_, 1), "%)");
+    } else {
+      absl::StrAppend(&line, " documents");
+    }
+    if (skipped_ > 0) absl::StrAppend(&line, ", ", skipped_, " already in the output");
+    if (failed > 0) absl::StrAppend(&line, ", ", failed, " failed");
+    absl::StrAppend(&line, ", ", static_cast<int64_t>(tokens / seconds), " tokens/s");
+    if (tty_) {
+      std::fprintf(stderr, "\r%-78s%s", line.c_str(), last ? "\n" : "");
+    } else {
+      std::fprintf(stderr, "%s\n", line.c_str());
+    }
+  }
+
+ private:
+  const bool enabled_;
+  const bool tty_;
+  const int64_t total_;
+  const int64_t skipped_;
+  const absl::Time start_ = absl::Now();
+  absl::Time shown_ = absl::InfinitePast();
+};
+
+int Embed(const std::vector<std::string>& args, const std::vector<std::string>& argv) {
   const std::string format = absl::GetFlag(FLAGS_format);
   if (format != "json" && format != "jsonl" && format != "npy") {
     std::fprintf(stderr, "longenc: --format=%s: embed writes json, jsonl or npy\n",
@@ -241,33 +289,195 @@ int Embed(const std::vector<std::string>& args) {
     std::fprintf(stderr, "longenc: %s\n", std::string(options.status().message()).c_str());
     return kUsage;
   }
-  std::vector<longenc::v1::Document> docs;
-  if (int rc = ReadDocuments(args, &docs); rc != 0) return rc;
+  const std::string output = absl::GetFlag(FLAGS_output);
+  const bool resume = absl::GetFlag(FLAGS_resume);
+  if (resume && (output == "-" || format == "json")) {
+    std::fprintf(stderr, "longenc: --resume continues an --output file of format jsonl or npy\n");
+    return kUsage;
+  }
+  BatchOptions batch;
+  batch.max_documents = absl::GetFlag(FLAGS_batch_documents);
+  batch.max_tokens = absl::GetFlag(FLAGS_batch_tokens);
+  batch.in_flight = absl::GetFlag(FLAGS_in_flight);
+  batch.retries = absl::GetFlag(FLAGS_retries);
+  batch.backoff = absl::GetFlag(FLAGS_backoff);
+  if (batch.max_documents < 1 || batch.max_tokens < 1 || batch.in_flight < 1 ||
+      batch.retries < 0 || batch.backoff < absl::ZeroDuration()) {
+    std::fprintf(stderr,
+                 "longenc: --batch_documents, --batch_tokens and --in_flight must be >= 1, "
+                 "--retries and --backoff >= 0\n");
+    return kUsage;
+  }
+  InputSpec spec;
+  spec.texts = args;
+  spec.files = absl::GetFlag(FLAGS_file);
+  spec.jsonl = absl::GetFlag(FLAGS_jsonl);
+  spec.need_total = format == "npy";
+  absl::StatusOr<std::unique_ptr<EmbedInput>> opened = EmbedInput::Open(spec);
+  if (!opened.ok()) return InputError(std::string(opened.status().message()));
+  EmbedInput& input = **opened;
+  if (input.total() == 0) return InputError("no documents (give texts, --file, --jsonl or stdin)");
+
   auto client = Connect();
   if (!client.ok()) return ConnectFailed(client.status());
-  const std::string progress_flag = absl::GetFlag(FLAGS_progress);
-  const bool progress = progress_flag == "always" ||
-                        (progress_flag == "auto" && isatty(2) && docs.size() >= 64);
-  auto on_progress = [&](int64_t done, int64_t total) {
-    if (!progress) return;
-    const int width = 40;
-    const int filled = static_cast<int>(width * done / std::max<int64_t>(total, 1));
-    std::fprintf(stderr, "\r[%s%s] %lld/%lld documents", std::string(filled, '#').c_str(),
-                 std::string(width - filled, ' ').c_str(), static_cast<long long>(done),
-                 static_cast<long long>(total));
-    if (done == total) std::fprintf(stderr, "\n");
-  };
-  absl::StatusOr<std::vector<longenc::v1::Embedding>> embeddings =
-      (*client)->EmbedMany(docs, *options, absl::GetFlag(FLAGS_batch_size), on_progress);
-  if (!embeddings.ok()) return Report(embeddings.status(), "embed");
-  const std::string output = absl::GetFlag(FLAGS_output);
-  std::ofstream file;
-  if (output != "-") {
-    file.open(output, std::ios::binary);
-    if (!file) return InputError(absl::StrCat("cannot write --output ", output));
+  // The width of the rows and the server's limits; retried like a batch (a server starting up).
+  absl::StatusOr<longenc::v1::GetInfoResponse> info = (*client)->GetInfo();
+  for (int attempt = 0; !info.ok() && IsRetryable(info.status().code()) && attempt < batch.retries;
+       ++attempt) {
+    absl::SleepFor(RetryDelay(batch, attempt, absl::ZeroDuration(), 0.5));
+    info = (*client)->GetInfo();
   }
-  absl::Status s = WriteEmbeddings(*embeddings, format, output == "-" ? std::cout : file);
-  if (!s.ok()) return Report(s, "output");
+  if (!info.ok()) return Report(info.status(), "info");
+  if (info->limits().max_documents_per_request() > 0) {
+    batch.max_documents = std::min(batch.max_documents, info->limits().max_documents_per_request());
+  }
+
+  std::ofstream file;
+  std::fstream npy_file;
+  std::unique_ptr<EmbeddingWriter> writer;
+  if (resume && format == "jsonl") {
+    absl::StatusOr<std::unordered_set<std::string>> ids = PrepareJsonlResume(output);
+    if (!ids.ok()) return InputError(std::string(ids.status().message()));
+    input.SetSkip([ids = std::move(*ids)](const InputDocument& d) {
+      return d.input_error.ok() && ids.count(d.document.id()) > 0;
+    });
+    file.open(output, std::ios::binary | std::ios::app);
+  } else if (resume) {
+    absl::StatusOr<NpyResume> npy = PrepareNpyResume(output);
+    if (!npy.ok()) return InputError(std::string(npy.status().message()));
+    if (npy->rows != input.total() || npy->dim != info->embedding_dim()) {
+      return InputError(absl::StrCat("--resume: ", output, " holds [", npy->rows, ", ", npy->dim,
+                                     "] but this input has ", input.total(),
+                                     " documents of width ", info->embedding_dim(),
+                                     ": not an output of this command"));
+    }
+    input.SetSkip([missing = npy->missing](const InputDocument& d) {
+      return !missing[static_cast<size_t>(d.index)];
+    });
+    npy_file.open(output, std::ios::binary | std::ios::in | std::ios::out);
+    writer = NewNpyPatcher(&npy_file, npy->data_offset, npy->rows, npy->dim);
+  } else if (output != "-") {
+    file.open(output, std::ios::binary | std::ios::trunc);
+  }
+  if ((file.is_open() && !file) || (!file.is_open() && output != "-" && writer == nullptr)) {
+    return InputError(absl::StrCat("cannot write --output ", output));
+  }
+  if (writer == nullptr) {
+    absl::StatusOr<std::unique_ptr<EmbeddingWriter>> w = NewEmbeddingWriter(
+        format, output == "-" ? static_cast<std::ostream*>(&std::cout) : &file, input.total(),
+        info->embedding_dim());
+    if (!w.ok()) return Report(w.status(), "output");
+    writer = std::move(*w);
+  }
+
+  // Reading ahead to the first document applies --resume's skips, so progress can count them.
+  InputDocument first;
+  const bool has_first = input.Next(&first);
+  const std::string progress_flag = absl::GetFlag(FLAGS_progress);
+  Progress progress(progress_flag == "always" ||
+                        (progress_flag == "auto" && isatty(2) &&
+                         (input.total() < 0 || input.total() >= 64)),
+                    input.total(), input.skipped());
+  int64_t done = 0, failed = 0, tokens = 0, not_sent = 0;
+  LineRanges failed_lines;
+  std::vector<std::string> failed_other;  // arguments and files
+  std::vector<std::string> messages;      // the first few reasons
+  constexpr size_t kMaxMessages = 10;
+  auto sink = [&](const InputDocument& d,
+                  const absl::StatusOr<longenc::v1::Embedding>& e) -> absl::Status {
+    absl::Status s = e.ok() ? writer->Write(d.index, *e) : writer->Fail(d.index);
+    ++done;
+    if (e.ok()) {
+      tokens += e->num_tokens();
+    } else {
+      ++failed;
+      if (e.status().code() == absl::StatusCode::kAborted) ++not_sent;
+      if (input.IsLine(d)) {
+        failed_lines.Add(d.line);
+      } else {
+        failed_other.push_back(input.Where(d));
+      }
+      if (messages.size() < kMaxMessages && e.status().code() != absl::StatusCode::kAborted) {
+        const std::string code = d.input_error.ok()
+                                     ? absl::StatusCodeToString(e.status().code()) + ": "
+                                     : std::string("input: ");
+        messages.push_back(absl::StrCat(input.Where(d), ": ", code, e.status().message()));
+      }
+    }
+    progress.Update(done, failed, tokens);
+    return s;
+  };
+  bool first_pending = has_first;
+  auto next = [&](InputDocument* d) {
+    if (first_pending) {
+      *d = std::move(first);
+      first_pending = false;
+      return true;
+    }
+    return input.Next(d);
+  };
+  EmbedCall call = [&client](const longenc::v1::EmbedRequest& request) {
+    CallOutcome outcome;
+    outcome.response = (*client)->Embed(request, &outcome.retry_after);
+    return outcome;
+  };
+  const BatchSummary summary = EmbedInBatches(next, *options, call, batch, sink);
+  absl::Status finished = writer->Finish();
+  progress.Update(done, failed, tokens, /*last=*/true);
+  if (!has_first && input.skipped() == 0) {
+    return InputError("no documents (give texts, --file, --jsonl or stdin)");
+  }
+
+  // What failed and how to go on.
+  for (const std::string& m : messages) std::fprintf(stderr, "longenc: embed: %s\n", m.c_str());
+  if (failed - not_sent > static_cast<int64_t>(messages.size())) {
+    std::fprintf(stderr, "longenc: embed: ... and %lld more failed documents\n",
+                 static_cast<long long>(failed - not_sent - messages.size()));
+  }
+  const bool stopped = !summary.stop.ok();
+  if (stopped) {
+    std::string why(summary.stop.message());
+    if (summary.stop.code() == absl::StatusCode::kDeadlineExceeded) {
+      why += " (a batch took longer than --timeout: raise it or lower --batch_tokens)";
+    }
+    std::fprintf(stderr, "longenc: embed: stopped: %s: %s\n",
+                 absl::StatusCodeToString(summary.stop.code()).c_str(), why.c_str());
+  }
+  std::string unsent;
+  if (stopped && summary.first_unsent_line > 0 && !input.line_source().empty()) {
+    unsent = absl::StrCat(summary.first_unsent_line, "-");
+  }
+  if (failed > 0 || !unsent.empty()) {
+    std::vector<std::string> where;
+    if (!failed_lines.empty() || !unsent.empty()) {
+      std::string lines = failed_lines.ToString();
+      if (!unsent.empty()) lines += (lines.empty() ? "" : ",") + unsent;
+      where.push_back(absl::StrCat(input.line_source(), " lines ", lines));
+    }
+    where.insert(where.end(), failed_other.begin(), failed_other.end());
+    std::fprintf(stderr, "longenc: embed: %lld embedded, %lld failed%s; not embedded: %s\n",
+                 static_cast<long long>(done - failed), static_cast<long long>(failed),
+                 unsent.empty() ? "" : ", the rest not sent",
+                 absl::StrJoin(where, "; ").c_str());
+    if (output == "-") {
+      std::fprintf(stderr,
+                   "longenc: embed: to be able to resume, write to a file: --output=FILE "
+                   "(then the same command with --resume embeds only what FILE lacks)\n");
+    } else if (format == "json") {
+      std::fprintf(stderr,
+                   "longenc: embed: json output cannot be resumed; use --format=jsonl or npy\n");
+    } else {
+      std::fprintf(stderr, "longenc: embed: to resume (embeds only what %s lacks):\n  %s\n",
+                   output.c_str(), ResumeCommand(argv).c_str());
+    }
+  }
+  if (!finished.ok()) return Report(finished, "output");
+  if (stopped) {
+    return summary.stop.code() == absl::StatusCode::kDataLoss ? Report(summary.stop, "output")
+                                                               : ExitCode(summary.stop);
+  }
+  if (summary.rejected > 0) return kRejected;
+  if (failed > 0) return kInput;
   return kOk;
 }
 
@@ -388,6 +598,13 @@ int Run(int argc, char** argv) {
       "longenc",
       "longenc: client of longenc-server.\n"
       "  longenc embed [TEXT ...]   (or --file, --jsonl, stdin lines) -> --format json|jsonl|npy\n"
+      "      Sent in batches (--batch_documents, --batch_tokens), --in_flight at once, each with\n"
+      "      its own --timeout, retried (--retries, --backoff) on UNAVAILABLE and\n"
+      "      RESOURCE_EXHAUSTED; results written in input order as batches finish. A document\n"
+      "      the server rejects (or an unreadable line) fails alone and the run goes on; any\n"
+      "      other error stops it. Failed lines are listed on stderr with the command that\n"
+      "      resumes the run (--resume: embeds only what --output lacks). Exit code != 0 when\n"
+      "      any document failed.\n"
       "  longenc tokenize [TEXT ...]\n"
       "  longenc info\n"
       "  longenc health\n"
@@ -402,7 +619,7 @@ int Run(int argc, char** argv) {
   }
   const std::string command = rest[1];
   const std::vector<std::string> args(rest.begin() + 2, rest.end());
-  if (command == "embed") return Embed(args);
+  if (command == "embed") return Embed(args, std::vector<std::string>(argv, argv + argc));
   if (command == "tokenize") return Tokenize(args);
   if (command == "info") return Info();
   if (command == "health") return HealthCommand();
