@@ -253,11 +253,10 @@ def test_server_flags_are_server_flags():
     defined = set(re.findall(r"ABSL_FLAG\([^,]+,\s*(\w+),", source))
     assert set(flags) <= defined, set(flags) - defined
     assert set(tryfromenv) <= defined, set(tryfromenv) - defined
-    if server.exists():
-        help_text = subprocess.run([str(server), "--helpfull"], capture_output=True,
-                                   text=True).stdout
-        for name in list(flags) + tryfromenv:
-            assert f"-{name} " in help_text, name
+    assert server.exists(), f"{server} not built (make build)"
+    help_text = subprocess.run([str(server), "--helpfull"], capture_output=True, text=True).stdout
+    for name in list(flags) + tryfromenv:
+        assert f"-{name} " in help_text, name
 
 
 # ---- the staging RUN, executed here ----------------------------------------------------------

@@ -178,11 +178,10 @@ def test_deployment_fits_the_server(name):
     for key in ("cpu", "memory"):
         assert quantity(resources["requests"][key]) <= quantity(resources["limits"][key])
     # Measured RSS (docs/DEPLOY.md "Sizing") must fit the request with headroom.
-    deploy_doc = (ROOT / "docs" / "DEPLOY.md")
-    if deploy_doc.exists():
-        match = re.search(r"measured peak RSS: ([0-9.]+) MiB", deploy_doc.read_text())
-        if match and name == "deployment-cpu.yaml":
-            assert quantity(resources["requests"]["memory"]) >= 1.2 * float(match.group(1)) * 2**20
+    match = re.search(r"measured peak RSS: ([0-9.]+) MiB", (ROOT / "docs" / "DEPLOY.md").read_text())
+    assert match, 'docs/DEPLOY.md no longer states its "measured peak RSS: N MiB"'
+    if name == "deployment-cpu.yaml":
+        assert quantity(resources["requests"]["memory"]) >= 1.2 * float(match.group(1)) * 2**20
 
 
 def test_gpu_and_cpu_deployments_differ_only_where_needed():
