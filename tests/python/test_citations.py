@@ -5,7 +5,8 @@ Fails on:
   - a path into notes kept beside the checkout (`../shared`);
   - a Markdown file name (`NAME.md`, `dir/NAME.md`, `NAME.md#anchor`) that resolves neither
     relative to the citing file's directory nor to the repository root;
-  - the names of design notes that live outside the repository, cited without `.md`.
+  - the names of design notes that live outside the repository, cited without `.md`;
+  - a numbered section (`docs/ATTENTION.md §2.4`) that the cited file does not have.
 URLs are not citations of the repository and are ignored.
 """
 import pathlib
@@ -21,9 +22,11 @@ OUTSIDE = re.compile(r"\.\./shared\b|/work/shared\b")
 URL = re.compile(r"[a-z][a-z0-9+.-]*://\S+")
 # `$OUT/x.md` and `${dir}/x.md` name files a script writes, not documents.
 MARKDOWN = re.compile(r"(?<![\w./${}-])((?:\.{1,2}/)*[\w-]+(?:[./][\w-]+)*\.md)\b")
-# Design notes kept outside the repository, cited by name without the suffix.
+# Design notes kept outside the repository, cited by name without the suffix, or as "spec §N"
+# (the outside attention spec; the repository's own is cited as docs/ATTENTION.md §N).
 OUTSIDE_NOTES = re.compile(
-    r"\b(attention-spec|build-notes|families-reference|serving-anchors|style-anchors)\b(?!\.md)")
+    r"\b(attention-spec|build-notes|families-reference|serving-anchors|style-anchors)\b(?!\.md)"
+    r"|\b(spec §)")
 
 
 def tracked_files():
@@ -55,6 +58,19 @@ def resolves(citing: str, target: str, quoted: bool = False) -> bool:
     return False
 
 
+# "docs/X.md §2.4": the cited file must have a heading numbered 2.4 ("## 2.4 ..." or "### 2.4. ...").
+SECTION = re.compile(r"([\w./-]+\.md)\)?,?\s*§\s*([0-9]+[a-z]?(?:\.[0-9]+)*)")
+
+
+def has_section(citing: str, target: str, number: str) -> bool:
+    for base in (ROOT / citing).parent, ROOT:
+        path = (base / target).resolve()
+        if path.is_relative_to(ROOT) and path.is_file():
+            heading = re.compile(rf"^#+\s+{re.escape(number)}[.\s]", re.MULTILINE)
+            return heading.search(path.read_text(encoding="utf-8")) is not None
+    return True  # a missing file is reported as such
+
+
 def dangling_citations():
     found = []
     for name, text in tracked_text_files():
@@ -69,8 +85,11 @@ def dangling_citations():
                 quoted = match.start() > 0 and line[match.start() - 1] in "\"'"
                 if not resolves(name, match.group(1), quoted):
                     found.append(f"{where}: '{match.group(1)}' is not a file of the repository")
+            for match in SECTION.finditer(line):
+                if not has_section(name, match.group(1), match.group(2)):
+                    found.append(f"{where}: {match.group(1)} has no section {match.group(2)}")
             for match in OUTSIDE_NOTES.finditer(line):
-                found.append(f"{where}: '{match.group(1)}' is a note outside the repository")
+                found.append(f"{where}: '{match.group(0)}' cites a note outside the repository")
     return found
 
 
@@ -85,8 +104,13 @@ def test_the_check_sees_a_dangling_citation(tmp_path):
     """The patterns catch what they are for and leave URLs and real files alone."""
     line = ("see EVALUATION.md §2, attention-spec §5, ../shared/x and README.md; "
             "https://example.org/NOTES.md is a URL")
+    assert [m.group(0) for m in OUTSIDE_NOTES.finditer("as spec §2.1 and docs/ATTENTION.md §2.1")] \
+        == ["spec §"]
     hits = [m.group(1) for m in MARKDOWN.finditer(URL.sub(" ", line))]
     assert hits == ["EVALUATION.md", "README.md"]
     assert not resolves("docs/API.md", "EVALUATION.md")
     assert resolves("docs/API.md", "README.md") and resolves("docs/API.md", "RELIABILITY.md")
     assert OUTSIDE.search(line) and OUTSIDE_NOTES.search(line)
+    assert has_section("README.md", "docs/ATTENTION.md", "2.4")
+    assert has_section("README.md", "docs/BENCHMARKS.md", "5")
+    assert not has_section("README.md", "docs/BENCHMARKS.md", "2e")
