@@ -17,7 +17,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 # Files whose bytes are data, not prose or code.
 BINARY_SUFFIXES = {".png", ".safetensors", ".bin", ".gz"}
-# Paths into a sibling directory of the checkout.
+# Paths into the notes beside the checkout.
 OUTSIDE = re.compile(r"\.\./shared\b|/work/shared\b")
 URL = re.compile(r"[a-z][a-z0-9+.-]*://\S+")
 # `$OUT/x.md` and `${dir}/x.md` name files a script writes, not documents.
@@ -27,6 +27,8 @@ MARKDOWN = re.compile(r"(?<![\w./${}-])((?:\.{1,2}/)*[\w-]+(?:[./][\w-]+)*\.md)\
 OUTSIDE_NOTES = re.compile(
     r"\b(attention-spec|build-notes|families-reference|serving-anchors|style-anchors)\b(?!\.md)"
     r"|\b(spec §)")
+# "docs/X.md §2.4": the cited file must have a heading numbered 2.4 ("## 2.4 ..." or "### 2.4. ...").
+SECTION = re.compile(r"([\w./-]+\.md)\)?,?\s*§\s*([0-9]+[a-z]?(?:\.[0-9]+)*)")
 
 
 def tracked_files():
@@ -58,11 +60,8 @@ def resolves(citing: str, target: str, quoted: bool = False) -> bool:
     return False
 
 
-# "docs/X.md §2.4": the cited file must have a heading numbered 2.4 ("## 2.4 ..." or "### 2.4. ...").
-SECTION = re.compile(r"([\w./-]+\.md)\)?,?\s*§\s*([0-9]+[a-z]?(?:\.[0-9]+)*)")
-
-
 def has_section(citing: str, target: str, number: str) -> bool:
+    """True unless `target` is a file of the repository without a heading numbered `number`."""
     for base in (ROOT / citing).parent, ROOT:
         path = (base / target).resolve()
         if path.is_relative_to(ROOT) and path.is_file():
@@ -100,7 +99,7 @@ def test_every_cited_document_is_in_the_repository():
                        "docs/QUALITY.md ... instead):\n" + "\n".join(found))
 
 
-def test_the_check_sees_a_dangling_citation(tmp_path):
+def test_the_check_sees_a_dangling_citation():
     """The patterns catch what they are for and leave URLs and real files alone."""
     line = ("see EVALUATION.md §2, attention-spec §5, ../shared/x and README.md; "
             "https://example.org/NOTES.md is a URL")
