@@ -4,8 +4,10 @@
 // LibTorch. The one concrete implementation (LibTorch) is created by CreateTorchBackend()
 // in model/torch_backend.h, called only by the server's wiring and the offline encoder.
 //
-// Thread-safety: info() and ValidateSettings() are thread-safe; Embed() is called from a
-// single inference thread (the batcher), which owns the model.
+// Thread-safety: info(), ValidateSettings(), Cost() and MaxTokens() are thread-safe; Embed() is
+// called from a single inference thread (the batcher), which owns the model. The batcher may
+// call Embed() again from inside a checkpoint of a running Embed() (model/checkpoint.h), on
+// the same thread: a short batch runs while a long one is paused.
 #ifndef LONGENC_MODEL_BACKEND_H_
 #define LONGENC_MODEL_BACKEND_H_
 
@@ -25,7 +27,7 @@ enum class Pooling { kMean, kCls };
 // How a batch is encoded. Documents are batched together only when their settings are
 // equal; empty fields mean "the server's default".
 struct EncodeSettings {
-  std::string attention;          // attention registry name, e.g. "full", "iclustered"
+  std::string attention;          // a variant ("full", "iclustered", ...) or an operator preset
   std::string attention_options;  // "key=value,key=value"; parsed by the variant
   std::string position_mode;      // how documents beyond the position table are encoded
 
@@ -79,6 +81,8 @@ struct ModelInfo {
   std::string device;                 // "cpu", "cuda:0"
   std::string dtype;                  // "float32"
   std::vector<std::string> attention_variants;
+  std::vector<std::string> attention_presets;  // operator presets (--attention_preset), by name
+  int64_t max_exact_tokens = 0;       // the document limit of attention "full" (one pass)
   std::string default_attention;
   std::string default_attention_options;
   std::vector<std::string> position_modes;
@@ -89,9 +93,21 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual const ModelInfo& info() const = 0;
-  // InvalidArgument naming the problem if `settings` names an unknown attention variant,
-  // bad options or an unknown position mode. Cheap enough to call per request.
+  // InvalidArgument naming the problem if a request's `settings` name an unknown attention
+  // variant, options a request may not set (model/request_policy.h), bad options or an unknown
+  // position mode. Cheap enough to call per request (results are cached).
   virtual absl::Status ValidateSettings(const EncodeSettings& settings) const = 0;
+  // What one document of `tokens` tokens costs to encode under `settings`, in tokens through
+  // the linear layers (exact attention adds a quadratic term). Ranks work for admission and
+  // preemption; the batcher measures the rate of these units.
+  virtual double Cost(const EncodeSettings& settings, int64_t tokens) const {
+    return static_cast<double>(tokens);
+  }
+  // The longest document `settings` accept, special tokens included (exact attention has its
+  // own, lower limit).
+  virtual int64_t MaxTokens(const EncodeSettings& settings) const {
+    return info().max_tokens_per_document;
+  }
   // Encodes every sequence of `batch`. Errors: InvalidArgument for bad input (ids out of
   // range, a sequence over the limit), Internal for a failure inside the model.
   virtual absl::StatusOr<BatchResult> Embed(const Batch& batch) = 0;
@@ -106,6 +122,9 @@ struct BackendOptions {
   std::string attention_options;     // default options of that variant
   std::string position_mode = "";    // default long-document mode; "" = the backend's choice
   int64_t max_tokens_per_document = 131072;
+  int64_t max_exact_tokens = 16384;  // limit of attention "full" in one pass (quadratic cost)
+  std::string attention_presets;     // "NAME=variant:options;..." (operator-trusted, may name files)
+  std::string request_option_limits; // overrides of model/request_policy.h's table
   uint64_t seed = 0;                 // seeds every random quantity (hash planes, ...)
 };
 

@@ -1,5 +1,6 @@
 #include "model/backend_flags.h"
 
+#include <cstdint>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -18,6 +19,18 @@ ABSL_FLAG(std::string, position_mode, "",
           "How documents beyond the 512-position table are encoded: chunk, recurrent, grouped "
           "or interpolate, each but chunk optionally with ,logscale; empty = the model's "
           "default (grouped,logscale).");
+ABSL_FLAG(std::string, attention_preset, "",
+          "Named attention settings offered to requests: NAME=variant:options, several "
+          "separated by ';' (e.g. \"calibrated=cast:surrogates=/models/s.safetensors\"). A "
+          "request sets attention=NAME. Presets may name files (read once at start-up); "
+          "requests may not.");
+ABSL_FLAG(int64_t, max_exact_tokens, 16384,
+          "Longest document attention \"full\" encodes in one pass (its cost grows with the "
+          "square of the length); the linear-cost variants take up to --max_tokens_per_document.");
+ABSL_FLAG(std::string, request_option_limits, "",
+          "Changes to what requests may set in attention_options: variant.key=min:max, "
+          "variant.key=any or variant.key=none, comma-separated (docs/API.md lists the "
+          "defaults). Options naming files are never allowed.");
 
 namespace longenc::model {
 
@@ -30,6 +43,9 @@ BackendOptions BackendOptionsFromFlags() {
   options.attention = absl::GetFlag(FLAGS_attention);
   options.attention_options = absl::GetFlag(FLAGS_attention_options);
   options.position_mode = absl::GetFlag(FLAGS_position_mode);
+  options.attention_presets = absl::GetFlag(FLAGS_attention_preset);
+  options.max_exact_tokens = absl::GetFlag(FLAGS_max_exact_tokens);
+  options.request_option_limits = absl::GetFlag(FLAGS_request_option_limits);
   return options;
 }
 

@@ -1,6 +1,7 @@
 // The flags that choose and configure the model, defined once for longenc-server and
 // longenc-encode so their names, defaults and help agree: --model_dir, --device, --threads,
-// --attention, --attention_options, --position_mode. Torch-free.
+// --attention, --attention_options, --position_mode, --attention_preset, --max_exact_tokens,
+// --request_option_limits. Torch-free.
 #ifndef LONGENC_MODEL_BACKEND_FLAGS_H_
 #define LONGENC_MODEL_BACKEND_FLAGS_H_
 

@@ -3,11 +3,15 @@
 //
 // Long documents (over the position table) are encoded one at a time in one pass with the
 // chosen position scheme, or in windows for "chunk"; short ones are padded together.
-// Thread-safety: Embed() runs on one thread (the batcher's); the cache of attention cores
-// is touched only there. info() and ValidateSettings() read immutable state.
+// Settings come in two trust levels: the operator's (defaults, --attention_preset) are used as
+// given; a request's options pass model/request_policy.h first.
+// Thread-safety: Embed() runs on one thread (the batcher's), and batches it runs from a
+// checkpoint run on that thread too; the cache of attention cores is touched only there.
+// ValidateSettings() may run on any thread (its cache has its own lock).
 #include "model/torch_backend.h"
 
 #include <algorithm>
+#include <list>
 #include <map>
 #include <memory>
 #include <string>
@@ -21,21 +25,45 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "common/process_memory.h"
 #include "common/status_macros.h"
 #include "model/attention/options.h"
 #include "model/attention/registry.h"
+#include "model/checkpoint.h"
 #include "model/encoder/bert.h"
 #include "model/encoder/config.h"
 #include "model/encoder/pooling.h"
 #include "model/encoder/safetensors.h"
 #include "model/encoder/weights.h"
 #include "model/positions/positions.h"
+#include "model/request_policy.h"
 
 namespace longenc::model {
 namespace {
 
 using AttentionSet = std::vector<std::unique_ptr<attention::Attention>>;
+
+// Attention-core sets kept besides the pinned ones (the default and the presets): requests may
+// choose their own options, so the cache is bounded; least recently used goes first.
+constexpr size_t kCachedCoreSets = 8;
+// Validation results kept (requests repeat their settings); the cache is cleared when full.
+constexpr size_t kCachedValidations = 1024;
+
+// Whole-encoder cost per token of each efficient variant on long documents, relative to one
+// token through the linear layers: exact attention's per-token cost at 16k tokens divided by
+// the variant's measured speed-up over exact there (docs/BENCHMARKS.md). Rough on purpose: it
+// ranks documents for admission and preemption; the batcher's throughput estimate absorbs
+// the scale.
+double EfficientCostPerToken(const std::string& variant) {
+  if (variant == "clustered") return 1.7;
+  if (variant == "iclustered") return 2.6;
+  return 2.0;  // yoso, cast, and variants not measured yet
+}
+
+// Batches nested in a checkpoint must not reset the peak-memory mark of the batch they paused.
+thread_local int embed_depth = 0;
 
 // Chunk mode encodes windows in groups so memory stays bounded for 100k-token documents.
 constexpr int64_t kChunkWindowsPerForward = 16;
@@ -66,21 +94,66 @@ std::string SettingsKey(const EncodeSettings& s) {
 
 class TorchBackend final : public Backend {
  public:
-  TorchBackend(ModelInfo info, encoder::BertModel model, torch::Device device, uint64_t seed)
-      : info_(std::move(info)), model_(std::move(model)), device_(device), seed_(seed) {}
+  TorchBackend(ModelInfo info, encoder::BertModel model, torch::Device device, uint64_t seed,
+               RequestPolicy policy, std::map<std::string, EncodeSettings> presets,
+               int64_t max_exact_tokens)
+      : info_(std::move(info)),
+        model_(std::move(model)),
+        device_(device),
+        seed_(seed),
+        policy_(std::move(policy)),
+        presets_(std::move(presets)),
+        max_exact_tokens_(max_exact_tokens) {}
 
   const ModelInfo& info() const override { return info_; }
 
+  // A request's settings: the request policy, then a core built from them (which checks the
+  // name and every option; cheap: no N-sized state). Results are cached.
   absl::Status ValidateSettings(const EncodeSettings& settings) const override {
+    const std::string key = absl::StrCat(SettingsKey(settings), "|", settings.position_mode);
+    {
+      absl::MutexLock lock(&validated_mu_);
+      if (auto it = validated_.find(key); it != validated_.end()) return it->second;
+    }
+    absl::Status status = ValidateUncached(settings);
+    absl::MutexLock lock(&validated_mu_);
+    if (validated_.size() >= kCachedValidations) validated_.clear();
+    validated_.emplace(key, status);
+    return status;
+  }
+
+  double Cost(const EncodeSettings& settings, int64_t tokens) const override {
     const EncodeSettings s = Resolve(settings);
-    RETURN_IF_ERROR(positions::ParsePositionScheme(s.position_mode).status());
-    // Building a core checks the name and every option; it is cheap (no N-sized state).
-    return MakeCore(s, 0, torch::kCPU).status();
+    const auto& c = model_->config();
+    const double hidden = static_cast<double>(c.hidden_size);
+    const double linear = 2.0 * (4.0 * hidden * hidden + 2.0 * hidden * c.intermediate_size);
+    auto exact = [&](double length) { return 1.0 + 4.0 * hidden * length / linear; };
+    const double n = static_cast<double>(tokens);
+    if (absl::StartsWith(s.position_mode, "chunk") && tokens > info_.max_positions) {
+      return n * exact(static_cast<double>(info_.max_positions));
+    }
+    double per_token = exact(n);
+    if (s.attention != "full") per_token = std::min(per_token, EfficientCostPerToken(s.attention));
+    return n * per_token;
+  }
+
+  int64_t MaxTokens(const EncodeSettings& settings) const override {
+    const EncodeSettings s = Resolve(settings);
+    if (s.attention == "full" && !absl::StartsWith(s.position_mode, "chunk")) {
+      return std::min(info_.max_tokens_per_document, max_exact_tokens_);
+    }
+    return info_.max_tokens_per_document;
   }
 
   absl::StatusOr<BatchResult> Embed(const Batch& batch) override {
+    ++embed_depth;
+    struct Leave {
+      ~Leave() { --embed_depth; }
+    } leave;
     try {
       return EmbedOrThrow(batch);
+    } catch (const StepStopped& stopped) {
+      return stopped.status();
     } catch (const c10::Error& e) {
       return absl::InternalError(absl::StrCat("model failure: ", e.what_without_backtrace()));
     } catch (const std::exception& e) {
@@ -95,8 +168,55 @@ class TorchBackend final : public Backend {
     return Embed(batch).status();
   }
 
+  // Builds and pins the cores of the operator's settings (the default and every preset), so
+  // files they name are read once, here, and never on a request's path.
+  absl::Status PinOperatorSettings() {
+    std::vector<EncodeSettings> all = {EncodeSettings{}};
+    for (const auto& [name, preset] : presets_) all.push_back(EncodeSettings{name, "", ""});
+    for (const EncodeSettings& settings : all) {
+      const EncodeSettings s = Resolve(settings);
+      RETURN_IF_ERROR(positions::ParsePositionScheme(s.position_mode).status());
+      RETURN_IF_ERROR(Cores(s).status());
+      cores_[SettingsKey(s)].pinned = true;
+    }
+    return absl::OkStatus();
+  }
+
  private:
+  absl::Status ValidateUncached(const EncodeSettings& settings) const {
+    if (presets_.count(settings.attention) > 0) {
+      if (!settings.attention_options.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "attention_options: attention \"", settings.attention,
+            "\" is an operator preset and takes no options; leave attention_options empty"));
+      }
+    } else if (!settings.attention.empty() || !settings.attention_options.empty()) {
+      ASSIGN_OR_RETURN(const auto options,
+                       attention::ParseAttentionOptions(settings.attention_options));
+      const std::string variant =
+          settings.attention.empty() ? info_.default_attention : settings.attention;
+      if (!IsVariant(variant)) {  // the registry's error lists the variants
+        return attention::Registry::Global().Create(variant, BaseSpec(0, torch::kCPU)).status();
+      }
+      RETURN_IF_ERROR(policy_.Check(variant, options));
+    }
+    const EncodeSettings s = Resolve(settings);
+    RETURN_IF_ERROR(positions::ParsePositionScheme(s.position_mode).status());
+    return MakeCore(s, 0, torch::kCPU).status();
+  }
+
+  static bool IsVariant(const std::string& name) {
+    const std::vector<std::string> names = attention::Registry::Global().Names();
+    return std::find(names.begin(), names.end(), name) != names.end();
+  }
+
+  // Presets and the server's defaults filled in; no checks (ValidateSettings did them).
   EncodeSettings Resolve(EncodeSettings s) const {
+    if (auto it = presets_.find(s.attention); it != presets_.end()) {
+      const std::string mode = s.position_mode;
+      s = it->second;
+      s.position_mode = mode;
+    }
     if (s.attention.empty()) {
       s.attention = info_.default_attention;
       if (s.attention_options.empty()) s.attention_options = info_.default_attention_options;
@@ -105,9 +225,7 @@ class TorchBackend final : public Backend {
     return s;
   }
 
-  absl::StatusOr<std::unique_ptr<attention::Attention>> MakeCore(const EncodeSettings& s,
-                                                                 int64_t layer,
-                                                                 torch::Device device) const {
+  attention::AttentionSpec BaseSpec(int64_t layer, torch::Device device) const {
     const auto& config = model_->config();
     attention::AttentionSpec spec;
     spec.layer = layer;
@@ -116,23 +234,48 @@ class TorchBackend final : public Backend {
     spec.head_dim = config.head_dim();
     spec.seed = seed_;
     spec.device = device;
+    return spec;
+  }
+
+  absl::StatusOr<std::unique_ptr<attention::Attention>> MakeCore(const EncodeSettings& s,
+                                                                 int64_t layer,
+                                                                 torch::Device device) const {
+    attention::AttentionSpec spec = BaseSpec(layer, device);
     ASSIGN_OR_RETURN(spec.options, attention::ParseAttentionOptions(s.attention_options));
     return attention::Registry::Global().Create(s.attention, spec);
   }
 
-  absl::StatusOr<std::vector<attention::Attention*>> Cores(const EncodeSettings& s) {
+  // The cores of resolved settings `s`, one per layer; the caller holds the set while it runs
+  // (a batch run from a checkpoint may evict it from the cache meanwhile).
+  absl::StatusOr<std::shared_ptr<const AttentionSet>> Cores(const EncodeSettings& s) {
     const std::string key = SettingsKey(s);
     auto it = cores_.find(key);
     if (it == cores_.end()) {
-      AttentionSet set;
+      auto set = std::make_shared<AttentionSet>();
       for (int64_t layer = 0; layer < model_->config().num_hidden_layers; ++layer) {
         ASSIGN_OR_RETURN(auto core, MakeCore(s, layer, device_));
-        set.push_back(std::move(core));
+        set->push_back(std::move(core));
       }
-      it = cores_.emplace(key, std::move(set)).first;
+      size_t unpinned = 0;
+      for (const auto& [k, entry] : cores_) unpinned += entry.pinned ? 0 : 1;
+      if (unpinned >= kCachedCoreSets) {
+        auto oldest = cores_.end();
+        for (auto e = cores_.begin(); e != cores_.end(); ++e) {
+          if (!e->second.pinned && (oldest == cores_.end() || e->second.used < oldest->second.used)) {
+            oldest = e;
+          }
+        }
+        cores_.erase(oldest);
+      }
+      it = cores_.emplace(key, CoreEntry{std::move(set)}).first;
     }
+    it->second.used = ++core_clock_;
+    return it->second.set;
+  }
+
+  static std::vector<attention::Attention*> Raw(const AttentionSet& set) {
     std::vector<attention::Attention*> raw;
-    for (auto& core : it->second) raw.push_back(core.get());
+    for (const auto& core : set) raw.push_back(core.get());
     return raw;
   }
 
@@ -142,12 +285,12 @@ class TorchBackend final : public Backend {
         batch.normalize.size() != static_cast<size_t>(batch.size())) {
       return absl::InvalidArgumentError("malformed batch: offsets, pooling and normalize disagree");
     }
+    const int64_t limit = MaxTokens(batch.settings);
     for (int64_t i = 0; i < batch.size(); ++i) {
       const int64_t n = batch.length(i);
-      if (n < 1 || n > info_.max_tokens_per_document) {
+      if (n < 1 || n > limit) {
         return absl::InvalidArgumentError(absl::StrCat("sequence ", i, " has ", n,
-                                                       " tokens; accepted: 1 to ",
-                                                       info_.max_tokens_per_document));
+                                                       " tokens; accepted: 1 to ", limit));
       }
     }
     for (size_t j = 0; j < batch.token_ids.size(); ++j) {
@@ -209,6 +352,7 @@ class TorchBackend final : public Backend {
     torch::Tensor sum = torch::zeros({info_.embedding_dim}, torch::TensorOptions().device(device_));
     double count = 0;
     for (int64_t begin = 0; begin < windows.size(); begin += kChunkWindowsPerForward) {
+      AtCheckpoint();
       std::vector<int64_t> rows;
       for (int64_t w = begin; w < std::min(begin + kChunkWindowsPerForward, windows.size()); ++w) rows.push_back(w);
       auto [ids, valid] = Pad(windows, rows);
@@ -225,11 +369,14 @@ class TorchBackend final : public Backend {
     const EncodeSettings settings = Resolve(batch.settings);
     ASSIGN_OR_RETURN(const positions::PositionScheme scheme,
                      positions::ParsePositionScheme(settings.position_mode));
-    ASSIGN_OR_RETURN(std::vector<attention::Attention*> cores, Cores(settings));
+    ASSIGN_OR_RETURN(const std::shared_ptr<const AttentionSet> core_set, Cores(settings));
+    const std::vector<attention::Attention*> cores = Raw(*core_set);
 
     c10::InferenceMode inference;
     const bool cpu = device_.is_cpu();
-    if (cpu) {
+    if (embed_depth > 1) {
+      // Nested in a paused batch: its peak mark stays (this batch's peak is within it).
+    } else if (cpu) {
       ResetPeakResident();  // so the batch reports its own peak
     } else {
       c10::cuda::CUDACachingAllocator::resetPeakStats(device_.index());
@@ -287,8 +434,45 @@ class TorchBackend final : public Backend {
   encoder::BertModel model_;
   const torch::Device device_;
   const uint64_t seed_;
-  std::map<std::string, AttentionSet> cores_;  // by SettingsKey; inference thread only
+  const RequestPolicy policy_;
+  const std::map<std::string, EncodeSettings> presets_;  // by name; resolved, position mode empty
+  const int64_t max_exact_tokens_;
+
+  struct CoreEntry {
+    std::shared_ptr<const AttentionSet> set;
+    uint64_t used = 0;
+    bool pinned = false;
+  };
+  std::map<std::string, CoreEntry> cores_;  // by SettingsKey; inference thread only
+  uint64_t core_clock_ = 0;
+
+  mutable absl::Mutex validated_mu_;
+  mutable std::map<std::string, absl::Status> validated_ ABSL_GUARDED_BY(validated_mu_);
 };
+
+// --attention_preset: "NAME=variant:options;NAME=variant:options".
+absl::StatusOr<std::map<std::string, EncodeSettings>> ParsePresets(const std::string& flag) {
+  std::map<std::string, EncodeSettings> presets;
+  const std::vector<std::string> variants = attention::Registry::Global().Names();
+  for (absl::string_view item : absl::StrSplit(flag, ';', absl::SkipWhitespace())) {
+    const std::vector<absl::string_view> kv = absl::StrSplit(item, absl::MaxSplits('=', 1));
+    const std::vector<absl::string_view> spec =
+        kv.size() == 2 ? absl::StrSplit(kv[1], absl::MaxSplits(':', 1))
+                       : std::vector<absl::string_view>{};
+    if (kv.size() != 2 || kv[0].empty() || spec.empty() || spec[0].empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--attention_preset: \"", item, "\": expected NAME=variant:options (several separated by ';')"));
+    }
+    const std::string name(kv[0]);
+    if (std::find(variants.begin(), variants.end(), name) != variants.end() ||
+        presets.count(name) > 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--attention_preset: the name \"", name, "\" is taken (a variant or another preset)"));
+    }
+    presets[name] = EncodeSettings{std::string(spec[0]), spec.size() > 1 ? std::string(spec[1]) : "", ""};
+  }
+  return presets;
+}
 
 std::string BaseName(const std::string& dir) {
   std::string d = dir;
@@ -342,10 +526,20 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateTorchBackend(const BackendOptions
       return absl::InvalidArgumentError("--max_tokens_per_document must be at least 1");
     }
 
-    auto backend = std::make_unique<TorchBackend>(std::move(info), std::move(model), device, options.seed);
-    EncodeSettings defaults;  // the server's defaults must be valid before anything is served
-    if (absl::Status s = backend->ValidateSettings(defaults); !s.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("--attention/--attention_options/--position_mode: ", s.message()));
+    ASSIGN_OR_RETURN(RequestPolicy policy, RequestPolicy::Create(options.request_option_limits));
+    ASSIGN_OR_RETURN(auto presets, ParsePresets(options.attention_presets));
+    for (const auto& [name, preset] : presets) info.attention_presets.push_back(name);
+    if (options.max_exact_tokens < 1) {
+      return absl::InvalidArgumentError("--max_exact_tokens must be at least 1");
+    }
+    info.max_exact_tokens = std::min(options.max_exact_tokens, options.max_tokens_per_document);
+    auto backend = std::make_unique<TorchBackend>(std::move(info), std::move(model), device,
+                                                  options.seed, std::move(policy),
+                                                  std::move(presets), options.max_exact_tokens);
+    // The server's defaults and presets must be valid before anything is served.
+    if (absl::Status s = backend->PinOperatorSettings(); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--attention/--attention_options/--position_mode/--attention_preset: ", s.message()));
     }
     RETURN_IF_ERROR(backend->WarmUp());
     return std::unique_ptr<Backend>(std::move(backend));

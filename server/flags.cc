@@ -44,8 +44,16 @@ ABSL_FLAG(int64_t, stream_window, 16,
           "EmbedStream backpressure: requests of one stream read ahead of the responses "
           "written; the server stops reading until the client consumes responses.");
 ABSL_FLAG(absl::Duration, shutdown_timeout, absl::Seconds(30),
-          "On SIGTERM/SIGINT, how long open calls may take to finish before they are "
-          "cancelled (queued work always completes first).");
+          "On SIGTERM/SIGINT, how long admitted work may take to finish; after it the running "
+          "document stops at its next step and what is left fails with UNAVAILABLE.");
+ABSL_FLAG(double, preempt_share, 0.2,
+          "While a long batch runs, shorter requests run between its steps (a head group, a "
+          "block of rows, a layer) as long as they take at most this share of its own compute "
+          "time: short calls wait a step, not a whole document, and a long one is slowed by at "
+          "most this share. 0 turns preemption off.");
+ABSL_FLAG(int, prepare_threads, 4,
+          "Threads that decode, validate and tokenize requests, so gRPC's own threads (health, "
+          "small calls) never wait behind a large message.");
 ABSL_FLAG(std::string, metrics_address, "0.0.0.0:9464",
           "Prometheus /metrics listener, HOST:PORT; port 0 disables metrics.");
 
@@ -117,6 +125,16 @@ absl::Status ValidateOptions(const ServerOptions& o, bool check_model_dir) {
   if (o.stream_window < 1) {
     return FlagError("stream_window", std::to_string(o.stream_window), "must be >= 1");
   }
+  if (!(o.preempt_share >= 0 && o.preempt_share <= 10)) {
+    return FlagError("preempt_share", std::to_string(o.preempt_share), "must be in [0, 10]");
+  }
+  if (o.prepare_threads < 1 || o.prepare_threads > 256) {
+    return FlagError("prepare_threads", std::to_string(o.prepare_threads),
+                     "must be in [1, 256]");
+  }
+  if (o.max_exact_tokens < 3) {
+    return FlagError("max_exact_tokens", std::to_string(o.max_exact_tokens), "must be >= 3");
+  }
   if (o.shutdown_timeout < absl::ZeroDuration()) {
     return FlagError("shutdown_timeout", absl::FormatDuration(o.shutdown_timeout),
                      "must be >= 0");
@@ -172,6 +190,11 @@ absl::StatusOr<ServerOptions> OptionsFromFlags() {
   o.attention = backend.attention;
   o.attention_options = backend.attention_options;
   o.position_mode = backend.position_mode;
+  o.attention_preset = backend.attention_presets;
+  o.max_exact_tokens = backend.max_exact_tokens;
+  o.request_option_limits = backend.request_option_limits;
+  o.preempt_share = absl::GetFlag(FLAGS_preempt_share);
+  o.prepare_threads = absl::GetFlag(FLAGS_prepare_threads);
   o.stream_window = absl::GetFlag(FLAGS_stream_window);
   o.shutdown_timeout = absl::GetFlag(FLAGS_shutdown_timeout);
   o.metrics_address = absl::GetFlag(FLAGS_metrics_address);
@@ -203,6 +226,9 @@ model::BackendOptions ToBackendOptions(const ServerOptions& o) {
   b.attention_options = o.attention_options;
   b.position_mode = o.position_mode;
   b.max_tokens_per_document = o.max_tokens_per_document;
+  b.attention_presets = o.attention_preset;
+  b.max_exact_tokens = o.max_exact_tokens;
+  b.request_option_limits = o.request_option_limits;
   return b;
 }
 
@@ -211,6 +237,7 @@ batching::BatcherOptions ToBatcherOptions(const ServerOptions& o) {
   b.max_batch_tokens = o.max_batch_tokens;
   b.max_batch_delay = o.max_batch_delay;
   b.max_queue_documents = o.max_queue;
+  b.preempt_share = o.preempt_share;
   return b;
 }
 

@@ -37,6 +37,11 @@ struct ServerOptions {
   std::string attention = "full";
   std::string attention_options;
   std::string position_mode;
+  std::string attention_preset;             // "NAME=variant:options;..." (operator-trusted)
+  int64_t max_exact_tokens = 16384;         // document limit of attention "full"
+  std::string request_option_limits;        // overrides of model/request_policy.h
+  double preempt_share = 0.2;               // see BatcherOptions::preempt_share
+  int prepare_threads = 4;                  // decode + tokenize requests off gRPC's threads
   int64_t stream_window = 16;               // EmbedStream requests read ahead per stream
   absl::Duration shutdown_timeout = absl::Seconds(30);
   std::string metrics_address = "0.0.0.0:9464";

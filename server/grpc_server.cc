@@ -74,8 +74,9 @@ void EncoderServer::Drain(absl::Duration timeout) {
   const absl::Time not_serving_since = absl::Now();
   impl_->SetServing(false);
   impl_->service.SetDraining();
-  // Admitted work finishes (and completes its calls) before the server stops.
-  if (impl_->runtime.batcher != nullptr) impl_->runtime.batcher->Drain();
+  // Admitted work finishes (and completes its calls) before the server stops, within the
+  // grace; after it the running document stops at its next checkpoint and the rest fails.
+  if (impl_->runtime.batcher != nullptr) impl_->runtime.batcher->Drain(timeout);
   // gRPC's Shutdown() cancels (CANCELLED, not safely retryable) every call that reaches the
   // server between its start and the client reading the GOAWAY. Clients that watch health
   // (healthCheckConfig) stop picking this server once NOT_SERVING reaches them, so give them

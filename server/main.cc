@@ -75,6 +75,7 @@ int Run(int argc, char** argv) {
   server_options.limits.max_queue_documents = options->max_queue;
   server_options.limits.max_batch_delay = options->max_batch_delay;
   server_options.limits.stream_window = options->stream_window;
+  server_options.limits.prepare_threads = options->prepare_threads;
   server_options.security = *security;
   absl::StatusOr<std::unique_ptr<EncoderServer>> server =
       EncoderServer::Start(server_options, service_observer);

@@ -21,6 +21,7 @@ struct ServiceLimits {
   int64_t max_queue_documents = 1024;
   absl::Duration max_batch_delay = absl::Milliseconds(2);
   int64_t stream_window = 16;
+  int64_t prepare_threads = 4;  // WorkPool threads that decode, validate and tokenize
 };
 
 // What the handlers need once the model is loaded; all three outlive the gRPC server.

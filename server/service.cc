@@ -1,5 +1,6 @@
 #include "server/service.h"
 
+#include <algorithm>
 #include <chrono>
 #include <deque>
 #include <memory>
@@ -15,6 +16,7 @@
 #include "google/protobuf/stubs/common.h"
 #include "absl/synchronization/mutex.h"
 #include "server/status_mapping.h"
+#include "server/work_pool.h"
 
 namespace longenc::server {
 namespace {
@@ -47,6 +49,8 @@ bool IsRejection(absl::StatusCode code) {
   return code == absl::StatusCode::kResourceExhausted || code == absl::StatusCode::kUnavailable ||
          code == absl::StatusCode::kDeadlineExceeded || code == absl::StatusCode::kCancelled;
 }
+
+}  // namespace
 
 // A unary call that reports its end to the observer exactly once.
 class UnaryCall : public grpc::ServerUnaryReactor {
@@ -84,6 +88,8 @@ class UnaryCall : public grpc::ServerUnaryReactor {
   const std::shared_ptr<std::atomic<bool>> cancelled_ = std::make_shared<std::atomic<bool>>();
 };
 
+namespace {
+
 std::string DocumentLabel(int index, const std::string& id) {
   if (id.empty()) return absl::StrCat("documents[", index, "]");
   return absl::StrCat("documents[", index, "] (id \"", id, "\")");
@@ -115,32 +121,61 @@ class StreamCall : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBu
       Act(a);
       return;
     }
-    // Reads are serialized (one outstanding) and reading_ stays true until the end of this
-    // method, so request_ is ours until then.
+    // Reads are serialized: the next read starts only once this message is prepared. A
+    // message that arrives after the stream failed (it was already pipelined) is dropped: the
+    // reactor may finish at any time then, and nothing may capture it any more.
+    bool dropped = false;
+    Actions a;
+    {
+      absl::MutexLock lock(&mu_);
+      dropped = !status_.ok() || finished_;
+      if (dropped) {
+        reading_ = false;
+        a = DecideLocked();
+      } else {
+        preparing_ = true;
+      }
+    }
+    if (dropped) {
+      Act(a);
+      return;
+    }
+    auto raw = std::make_shared<grpc::ByteBuffer>();
+    raw->Swap(&request_);
+    service_->pool().Schedule([this, raw] { PrepareAndSubmit(*raw); });
+  }
+
+  // On a WorkPool thread: decode, validate, tokenize and submit one message.
+  void PrepareAndSubmit(const grpc::ByteBuffer& raw) {
     EmbedRequest request;
     Rejection why = Rejection::kInvalidArgument;
     absl::StatusOr<EncoderService::Prepared> prepared = absl::UnknownError("not prepared");
     absl::StatusOr<Runtime> runtime = service_->Acquire(&why);
-    absl::Status decoded = DecodeMessage(request_, &request);
+    absl::Status decoded = DecodeMessage(raw, &request);
     const std::string request_id = request.request_id();
     if (runtime.ok() && decoded.ok()) prepared = service_->Prepare(request, *runtime, &why);
     absl::Status status =
         !runtime.ok() ? runtime.status() : !decoded.ok() ? decoded : prepared.status();
     auto slot = std::make_shared<Slot>();
+    bool submit = false;
     if (status.ok()) {
       observer_->OnTokenization(prepared->tokenization_time);
       slot->prepared = std::move(*prepared);
+      absl::MutexLock lock(&mu_);
+      // The stream may have failed (cancelled) while this message was prepared.
+      if (status_.ok()) {
+        slots_.push_back(slot);
+        ++inflight_;  // from here the reactor cannot finish before the job's callback
+        submit = true;
+      }
+    }
+    if (submit) {
       batching::Job job = std::move(slot->prepared.job);
       job.deadline = deadline_;
       job.cancelled = cancelled_;
       job.done = [this, slot](absl::StatusOr<batching::JobResult> result) {
         OnJobDone(slot, std::move(result));
       };
-      {
-        absl::MutexLock lock(&mu_);
-        slots_.push_back(slot);
-        ++inflight_;
-      }
       status = runtime->batcher->Submit(std::move(job));
       if (status.ok()) {
         for (size_t i = 0; i < slot->prepared.num_tokens.size(); ++i) {
@@ -156,6 +191,7 @@ class StreamCall : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBu
     {
       absl::MutexLock lock(&mu_);
       reading_ = false;
+      preparing_ = false;
       if (!status.ok()) {
         observer_->OnReject(IsRejection(status.code()) ? RejectionFor(status.code()) : why);
         const std::string label =
@@ -251,8 +287,9 @@ class StreamCall : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBu
         finished_ = a.finish = true;
         a.status = absl::OkStatus();
       }
-    } else if (inflight_ == 0 && !writing_) {
-      // The callbacks of in-flight jobs point at this reactor: finish only once they are back.
+    } else if (inflight_ == 0 && !writing_ && !preparing_) {
+      // The callbacks of in-flight jobs and a message being prepared point at this reactor:
+      // finish only once they are back.
       finished_ = a.finish = true;
       a.status = status_;
     }
@@ -279,7 +316,8 @@ class StreamCall : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBu
   absl::Mutex mu_;
   std::deque<std::shared_ptr<Slot>> slots_ ABSL_GUARDED_BY(mu_);  // read, not yet written
   int64_t inflight_ ABSL_GUARDED_BY(mu_) = 0;                     // submitted, not yet done
-  bool reading_ ABSL_GUARDED_BY(mu_) = false;
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;    // a read is outstanding or being prepared
+  bool preparing_ ABSL_GUARDED_BY(mu_) = false;  // a WorkPool task holds this reactor
   bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
@@ -380,7 +418,11 @@ absl::Time CallDeadline(const grpc::CallbackServerContext& context) {
 }
 
 EncoderService::EncoderService(const ServiceLimits& limits, ServiceObserver* observer)
-    : limits_(limits), observer_(observer != nullptr ? observer : NoopObserver()) {}
+    : limits_(limits),
+      observer_(observer != nullptr ? observer : NoopObserver()),
+      pool_(std::make_unique<WorkPool>(static_cast<int>(limits.prepare_threads))) {}
+
+EncoderService::~EncoderService() = default;
 
 void EncoderService::Attach(const Runtime& runtime) {
   runtime_ = runtime;
@@ -449,7 +491,10 @@ absl::StatusOr<EncoderService::Prepared> EncoderService::Prepare(const EmbedRequ
   p.request_id = request.request_id();
 
   const int64_t vocab = info.vocab_size > 0 ? info.vocab_size : runtime.tokenizer->vocab_size();
-  const int64_t max_tokens = limits_.max_tokens_per_document;
+  // Exact attention has its own, lower limit (its cost grows with the square of the length).
+  const int64_t max_tokens =
+      std::min(limits_.max_tokens_per_document, runtime.backend->MaxTokens(p.job.settings));
+  const bool exact_limit = max_tokens < limits_.max_tokens_per_document;
   const int32_t sep = runtime.tokenizer->sep_id();
   p.job.documents.reserve(n);
   for (int i = 0; i < n; ++i) {
@@ -495,6 +540,14 @@ absl::StatusOr<EncoderService::Prepared> EncoderService::Prepare(const EmbedRequ
     if (static_cast<int64_t>(ids.size()) > max_tokens) {
       if (!truncate) {
         *rejection = Rejection::kDocumentTooLong;
+        if (exact_limit) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              DocumentLabel(i, doc.id()), " has ", ids.size(), " tokens; attention \"",
+              p.attention, "\" (exact, cost grows with the square of the length) accepts at "
+              "most ", max_tokens, " (--max_exact_tokens, GetInfo.limits.max_exact_tokens). "
+              "The linear-cost variants (clustered, iclustered, yoso, cast) accept up to ",
+              limits_.max_tokens_per_document, "; or set over_limit=OVER_LIMIT_TRUNCATE"));
+        }
         return absl::InvalidArgumentError(absl::StrCat(
             DocumentLabel(i, doc.id()), " has ", ids.size(), " tokens, over the limit of ",
             max_tokens, " (--max_tokens_per_document, GetInfo.limits): set "
@@ -549,19 +602,29 @@ grpc::ServerUnaryReactor* EncoderService::Embed(grpc::CallbackServerContext* con
                                                 grpc::ByteBuffer* raw_response) {
   const absl::Time deadline = CallDeadline(*context);
   auto* call = new UnaryCall(observer_, "Embed", deadline);
+  // The request and response buffers live until the call finishes.
+  pool_->Schedule([this, call, raw_request, raw_response, deadline] {
+    EmbedOnPool(call, *raw_request, raw_response, deadline);
+  });
+  return call;
+}
+
+void EncoderService::EmbedOnPool(UnaryCall* call, const grpc::ByteBuffer& raw_request_ref,
+                                 grpc::ByteBuffer* raw_response, absl::Time deadline) {
+  const grpc::ByteBuffer* raw_request = &raw_request_ref;
   EmbedRequest request;
   const std::optional<Runtime> runtime = BeginUnary(*this, call, *raw_request, &request);
-  if (!runtime) return call;
+  if (!runtime) return;
   if (deadline <= absl::Now()) {
     call->Reject(Rejection::kDeadlineExceeded,
                  absl::DeadlineExceededError("deadline expired before the request was read"));
-    return call;
+    return;
   }
   Rejection why = Rejection::kInvalidArgument;
   absl::StatusOr<Prepared> prepared = Prepare(request, *runtime, &why);
   if (!prepared.ok()) {
     call->Reject(why, prepared.status());
-    return call;
+    return;
   }
   observer_->OnTokenization(prepared->tokenization_time);
   auto p = std::make_shared<Prepared>(std::move(*prepared));
@@ -587,12 +650,11 @@ grpc::ServerUnaryReactor* EncoderService::Embed(grpc::CallbackServerContext* con
   const absl::Status submitted = runtime->batcher->Submit(std::move(job));
   if (!submitted.ok()) {
     call->Reject(RejectionFor(submitted.code()), submitted);
-    return call;
+    return;
   }
   for (size_t i = 0; i < p->num_tokens.size(); ++i) {
     observer_->OnDocument(p->num_tokens[i], p->truncated[i]);
   }
-  return call;
 }
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* EncoderService::EmbedStream(
@@ -604,20 +666,29 @@ grpc::ServerUnaryReactor* EncoderService::Tokenize(grpc::CallbackServerContext* 
                                                    const grpc::ByteBuffer* raw_request,
                                                    grpc::ByteBuffer* raw_response) {
   auto* call = new UnaryCall(observer_, "Tokenize");
+  pool_->Schedule([this, call, raw_request, raw_response] {
+    TokenizeOnPool(call, *raw_request, raw_response);
+  });
+  return call;
+}
+
+void EncoderService::TokenizeOnPool(UnaryCall* call, const grpc::ByteBuffer& raw_request_ref,
+                                    grpc::ByteBuffer* raw_response) {
+  const grpc::ByteBuffer* raw_request = &raw_request_ref;
   longenc::v1::TokenizeRequest request;
   const std::optional<Runtime> runtime = BeginUnary(*this, call, *raw_request, &request);
-  if (!runtime) return call;
+  if (!runtime) return;
   if (request.texts_size() == 0) {
     call->Reject(Rejection::kInvalidArgument,
                  absl::InvalidArgumentError("TokenizeRequest.texts is empty: send at least one"));
-    return call;
+    return;
   }
   if (request.texts_size() > limits_.max_documents_per_request) {
     call->Reject(Rejection::kTooManyDocuments,
                  absl::InvalidArgumentError(absl::StrCat(
                      "TokenizeRequest has ", request.texts_size(), " texts; the limit is ",
                      limits_.max_documents_per_request, " (--max_documents_per_request)")));
-    return call;
+    return;
   }
   longenc::v1::TokenizeResponse response;
   const absl::Time t0 = absl::Now();
@@ -627,7 +698,7 @@ grpc::ServerUnaryReactor* EncoderService::Tokenize(grpc::CallbackServerContext* 
       call->Reject(Rejection::kInvalidArgument,
                    absl::InvalidArgumentError(
                        absl::StrCat("texts[", i, "]: ", enc.status().message())));
-      return call;
+      return;
     }
     longenc::v1::TokenizedText* out = response.add_results();
     out->mutable_ids()->Add(enc->ids.begin(), enc->ids.end());
@@ -642,7 +713,6 @@ grpc::ServerUnaryReactor* EncoderService::Tokenize(grpc::CallbackServerContext* 
   (void)grpc::SerializationTraits<longenc::v1::TokenizeResponse>::Serialize(response,
                                                                              raw_response, &own);
   call->Complete(absl::OkStatus());
-  return call;
 }
 
 grpc::ServerUnaryReactor* EncoderService::GetInfo(grpc::CallbackServerContext* context,
@@ -662,6 +732,7 @@ grpc::ServerUnaryReactor* EncoderService::GetInfo(grpc::CallbackServerContext* c
   response->set_max_positions(info.max_positions);
   response->set_vocab_size(info.vocab_size);
   for (const std::string& v : info.attention_variants) response->add_attention_variants(v);
+  for (const std::string& p : info.attention_presets) response->add_attention_presets(p);
   response->set_default_attention(info.default_attention);
   response->set_default_attention_options(info.default_attention_options);
   for (const std::string& m : info.position_modes) response->add_position_modes(m);
@@ -673,6 +744,9 @@ grpc::ServerUnaryReactor* EncoderService::GetInfo(grpc::CallbackServerContext* c
   limits->set_max_batch_tokens(limits_.max_batch_tokens);
   limits->set_max_documents_per_request(limits_.max_documents_per_request);
   limits->set_max_tokens_per_document(limits_.max_tokens_per_document);
+  limits->set_max_exact_tokens(
+      info.max_exact_tokens > 0 ? std::min(info.max_exact_tokens, limits_.max_tokens_per_document)
+                                : limits_.max_tokens_per_document);
   limits->set_max_message_bytes(limits_.max_message_bytes);
   limits->set_max_queue_documents(limits_.max_queue_documents);
   limits->set_max_batch_delay_us(absl::ToInt64Microseconds(limits_.max_batch_delay));

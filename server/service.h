@@ -1,7 +1,8 @@
 // The longenc.v1.Encoder gRPC service on the callback API.
 //
-// Handlers validate, tokenize (on the gRPC callback thread that received the call) and submit
-// jobs to the batcher; they never run the model. The batcher's inference thread completes the
+// Handlers hand each call to a WorkPool (server/work_pool.h) that decodes, validates, tokenizes
+// and submits jobs to the batcher, so gRPC's callback threads stay free; they never run the
+// model. The batcher's inference thread completes the
 // calls (fills the response, Finish / StartWrite). EmbedStream reads at most
 // `stream_window` requests ahead of the responses written (backpressure through HTTP/2 flow
 // control instead of unbounded buffering).
@@ -34,6 +35,9 @@
 
 namespace longenc::server {
 
+class UnaryCall;
+class WorkPool;
+
 // Embed, EmbedStream and Tokenize take raw bytes: proto3 refuses to decode a string field that is
 // not UTF-8 and gRPC then answers with an empty UNIMPLEMENTED; decoding here lets the service
 // answer INVALID_ARGUMENT naming the field instead.
@@ -46,6 +50,7 @@ class EncoderService final : public EncoderServiceBase {
  public:
   // `observer` may be null; it must outlive the service.
   EncoderService(const ServiceLimits& limits, ServiceObserver* observer);
+  ~EncoderService() override;
 
   void Attach(const Runtime& runtime);
   void SetDraining();
@@ -86,13 +91,22 @@ class EncoderService final : public EncoderServiceBase {
   absl::StatusOr<Runtime> Acquire(Rejection* rejection) const;
   ServiceObserver* observer() const { return observer_; }
   const ServiceLimits& limits() const { return limits_; }
+  // Where requests are decoded, validated and tokenized.
+  WorkPool& pool() const { return *pool_; }
 
  private:
+  // The bodies of Embed and Tokenize, run on the pool.
+  void EmbedOnPool(UnaryCall* call, const grpc::ByteBuffer& raw_request,
+                   grpc::ByteBuffer* raw_response, absl::Time deadline);
+  void TokenizeOnPool(UnaryCall* call, const grpc::ByteBuffer& raw_request,
+                      grpc::ByteBuffer* raw_response);
+
   const ServiceLimits limits_;
   ServiceObserver* const observer_;
   std::atomic<bool> attached_{false};
   std::atomic<bool> draining_{false};
   Runtime runtime_;  // written once before attached_ is set
+  std::unique_ptr<WorkPool> pool_;  // last member: its tasks use the others until it is joined
 };
 
 // Decodes a request message; InvalidArgument naming the field when a string field is not UTF-8

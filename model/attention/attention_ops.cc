@@ -6,6 +6,8 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include "model/checkpoint.h"
+
 namespace longenc::attention::internal {
 
 using torch::indexing::Slice;
@@ -38,21 +40,32 @@ torch::Tensor ExactAttention(const torch::Tensor& q, const torch::Tensor& k,
                              const torch::Tensor& v, const torch::Tensor& key_valid,
                              int64_t query_block) {
   const torch::Tensor mask = key_valid.unsqueeze(1).unsqueeze(1);  // [B, 1, 1, N]
-  const int64_t n = q.size(2);
-  torch::Tensor out;
-  if (query_block <= 0 || query_block >= n) {
-    out = at::scaled_dot_product_attention(q, k, v, mask);
-  } else {
-    std::vector<torch::Tensor> blocks;
-    for (int64_t start = 0; start < n; start += query_block) {
-      const int64_t end = std::min(n, start + query_block);
-      blocks.push_back(
-          at::scaled_dot_product_attention(q.index({Slice(), Slice(), Slice(start, end)}), k, v,
-                                           mask));
-    }
-    out = torch::cat(blocks, 2);
+  const int64_t batch = q.size(0), heads = q.size(1), n = q.size(2);
+  // Under a checkpoint, long inputs go in steps of at most kExactStepScores scores (a head and
+  // a block of query rows each) with a checkpoint before each, so a long exact pass can pause
+  // for short batches; each query row's result is the same whichever block computes it.
+  int64_t block = query_block > 0 ? std::min(query_block, n) : n;
+  const bool stepped =
+      model::CurrentCheckpoint() != nullptr && batch * heads * n * n > kExactStepScores;
+  if (stepped) block = std::clamp<int64_t>(kExactStepScores / std::max<int64_t>(1, batch * n), 1, block);
+  if (!stepped && block >= n) {
+    return ZeroPaddedQueries(at::scaled_dot_product_attention(q, k, v, mask), key_valid);
   }
-  return ZeroPaddedQueries(out, key_valid);
+  const int64_t head_step = stepped ? 1 : heads;
+  std::vector<torch::Tensor> per_head;
+  for (int64_t h = 0; h < heads; h += head_step) {
+    const Slice hs(h, h + head_step);
+    const torch::Tensor kh = k.index({Slice(), hs}), vh = v.index({Slice(), hs});
+    std::vector<torch::Tensor> blocks;
+    for (int64_t start = 0; start < n; start += block) {
+      if (stepped) model::AtCheckpoint();
+      const int64_t end = std::min(n, start + block);
+      blocks.push_back(at::scaled_dot_product_attention(
+          q.index({Slice(), hs, Slice(start, end)}), kh, vh, mask));
+    }
+    per_head.push_back(torch::cat(blocks, 2));
+  }
+  return ZeroPaddedQueries(torch::cat(per_head, 1), key_valid);
 }
 
 torch::Tensor DispatchByLength(const torch::Tensor& q_in, const torch::Tensor& k_in,
@@ -122,6 +135,7 @@ torch::Tensor RunInHeadGroups(
   if (group >= heads) return per_group(Slice(0, heads));
   std::vector<torch::Tensor> outs;
   for (int64_t h0 = 0; h0 < heads; h0 += group) {
+    model::AtCheckpoint();
     outs.push_back(per_group(Slice(h0, std::min(heads, h0 + group))));
   }
   return torch::cat(outs, 1);

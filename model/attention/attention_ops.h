@@ -34,7 +34,8 @@ torch::Tensor ZeroPaddedQueries(const torch::Tensor& out, const torch::Tensor& k
 // Exact softmax(q kᵀ/√D + mask) v in fp32 via at::scaled_dot_product_attention with a boolean
 // key mask broadcast as [B, 1, 1, N]; padded query rows are zero. With query_block > 0 the
 // queries are processed in blocks of that many rows, so even an unfused SDPA backend holds at
-// most a [B, H, query_block, N] score block.
+// most a [B, H, query_block, N] score block. Under a checkpoint (model/checkpoint.h) a long input
+// runs one head and block of rows at a time (kExactStepScores) with a checkpoint before each.
 torch::Tensor ExactAttention(const torch::Tensor& q, const torch::Tensor& k,
                              const torch::Tensor& v, const torch::Tensor& key_valid,
                              int64_t query_block = 0);
@@ -58,9 +59,14 @@ torch::Tensor DispatchByLength(const torch::Tensor& q, const torch::Tensor& k,
 // made i-clustered 1.6x faster at 16k tokens with 0.5 GB less peak RSS (docs/BENCHMARKS.md §2d).
 inline constexpr int64_t kTokensPerHeadGroup = int64_t{1} << 14;
 
+// Scores (batch · heads · query rows · keys) per step of a long exact pass: one head and 4096
+// query rows of a 16k-token document, about 0.1 s on a 2-core CPU between checkpoints.
+inline constexpr int64_t kExactStepScores = int64_t{1} << 26;
+
 // Heads are independent in every variant: runs `per_group` on consecutive head ranges of at
 // most max(1, tokens_per_group / (batch · n)) heads and concatenates the [B, h, N, D] results
-// along the head dimension, which bounds the per-call memory of the intermediates.
+// along the head dimension, which bounds the per-call memory of the intermediates. A checkpoint
+// (model/checkpoint.h) precedes each group when there is more than one.
 torch::Tensor RunInHeadGroups(
     int64_t batch, int64_t heads, int64_t n,
     const std::function<torch::Tensor(const torch::indexing::Slice& heads)>& per_group,

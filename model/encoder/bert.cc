@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <string>
 
+#include "model/checkpoint.h"
+
 namespace longenc::encoder {
 namespace {
 
@@ -85,6 +87,7 @@ torch::Tensor BertLayerImpl::forward(const torch::Tensor& x, const torch::Tensor
   if (rows <= feed_forward_rows_) return FeedForward(attended).view(x.sizes());
   torch::Tensor out = torch::empty_like(attended);
   for (int64_t start = 0; start < rows; start += feed_forward_rows_) {
+    model::AtCheckpoint();
     const int64_t count = std::min(feed_forward_rows_, rows - start);
     out.narrow(0, start, count).copy_(FeedForward(attended.narrow(0, start, count)));
   }
@@ -119,6 +122,7 @@ torch::Tensor BertModelImpl::forward(const torch::Tensor& input_ids, const torch
                     token_type_embeddings_->weight[0];  // [B, N, Hd]
   x = embeddings_norm_(x);
   for (size_t i = 0; i < layers_.size(); ++i) {
+    model::AtCheckpoint();
     x = layers_[i]->forward(x, key_valid, *cores[i], query_scale);
   }
   return x;

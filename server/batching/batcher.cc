@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "model/checkpoint.h"
 
 namespace longenc::batching {
 namespace {
@@ -33,6 +35,21 @@ struct Batcher::JobState {
   JobResult result;
 };
 
+// The checkpoint of a running batch (model/checkpoint.h): the batcher's policy decides there.
+class Batcher::Pause final : public model::Checkpoint {
+ public:
+  Pause(Batcher* batcher, const std::vector<Item>& items, double cost, absl::Time start)
+      : batcher(batcher), items(items), cost(cost), start(start) {}
+  absl::Status Reached() override { return batcher->OnCheckpoint(*this); }
+
+  Batcher* const batcher;
+  const std::vector<Item>& items;
+  const double cost;               // of the paused batch's documents
+  const absl::Time start;
+  absl::Duration nested_time;      // spent in batches run from its checkpoints
+  int64_t nested_batches = 0;
+};
+
 Batcher::Batcher(model::Backend* backend, const BatcherOptions& options, const Clock* clock,
                  BatchObserver* observer)
     : backend_(backend), options_(options), clock_(clock), observer_(observer) {}
@@ -45,29 +62,45 @@ absl::Status Batcher::Submit(Job job) {
     return absl::InvalidArgumentError("batcher: a job needs documents and a callback");
   }
   int64_t tokens = 0;
-  for (const auto& d : job.documents) tokens += static_cast<int64_t>(d.size());
+  double cost = 0, costliest = 0;
+  std::vector<double> costs;
+  costs.reserve(job.documents.size());
+  for (const auto& d : job.documents) {
+    tokens += static_cast<int64_t>(d.size());
+    costs.push_back(backend_->Cost(job.settings, static_cast<int64_t>(d.size())));
+    cost += costs.back();
+    costliest = std::max(costliest, costs.back());
+  }
   const absl::Time now = clock_->Now();
   absl::Status refusal;
   int64_t depth = 0;
   {
     absl::MutexLock lock(&mu_);
+    const double left = absl::ToDoubleSeconds(job.deadline - now);
+    const bool timed = job.deadline != absl::InfiniteFuture() && cost_per_second_ > 0;
+    double ahead = 0;  // cost that runs before this job: documents no costlier than its own
+    if (timed) {
+      for (const Item& item : queue_) ahead += item.cost <= costliest ? item.cost : 0;
+    }
     if (draining_) {
       refusal = absl::UnavailableError("server is draining (shutting down); retry elsewhere");
     } else if (job.deadline <= now) {
       refusal = absl::DeadlineExceededError("deadline expired before the request was queued");
+    } else if (timed && cost / cost_per_second_ > left) {
+      refusal = absl::DeadlineExceededError(absl::StrFormat(
+          "deadline too short for this request: it needs about %.3f s of compute even on an "
+          "idle server and its deadline leaves %.3f s; raise the deadline or send fewer or "
+          "shorter documents",
+          cost / cost_per_second_, left));
     } else if (queued_ + n > options_.max_queue_documents) {
       refusal = absl::ResourceExhaustedError(absl::StrCat(
           "queue full: ", queued_, " documents queued, request has ", n, ", limit ",
           options_.max_queue_documents, " (--max_queue); retry with backoff"));
-    } else if (job.deadline != absl::InfiniteFuture() && tokens_per_second_ > 0 &&
-               queued_tokens_ > 0 &&
-               absl::Seconds(static_cast<double>(queued_tokens_ + tokens) / tokens_per_second_) >
-                   job.deadline - now) {
-      const double wait = static_cast<double>(queued_tokens_ + tokens) / tokens_per_second_;
+    } else if (timed && ahead > 0 && (ahead + cost) / cost_per_second_ > left) {
       refusal = absl::ResourceExhaustedError(absl::StrFormat(
           "server overloaded: expected wait %.1f s exceeds the call's remaining deadline %.1f s "
-          "(%d tokens queued ahead at about %.0f tokens/s); retry later or elsewhere",
-          wait, absl::ToDoubleSeconds(job.deadline - now), queued_tokens_, tokens_per_second_));
+          "(work queued ahead of it: about %.1f s); retry later or elsewhere",
+          (ahead + cost) / cost_per_second_, left, ahead / cost_per_second_));
     } else {
       auto state = std::make_shared<JobState>();
       state->enqueued = now;
@@ -76,10 +109,10 @@ absl::Status Batcher::Submit(Job job) {
       std::vector<std::vector<int32_t>> docs = std::move(job.documents);
       state->job = std::move(job);
       for (int64_t i = 0; i < n; ++i) {
-        queue_.push_back(Item{state, i, std::move(docs[i])});
+        queue_.push_back(Item{state, i, std::move(docs[i]), costs[i]});
       }
       queued_ += n;
-      queued_tokens_ += tokens;
+      queued_cost_ += cost;
       depth = queued_;
       ++generation_;
       cv_.Signal();
@@ -98,7 +131,12 @@ void Batcher::DropDead(absl::Time now, std::vector<Failure>* failures) {
   for (Item& item : queue_) {
     JobState& state = *item.job;
     if (!state.finished) {
-      if (state.job.cancelled != nullptr && state.job.cancelled->load()) {
+      if (aborting_) {
+        state.finished = true;
+        failures->push_back({item.job, absl::UnavailableError(
+                                           "server shut down before the request ran "
+                                           "(--shutdown_timeout passed); retry elsewhere")});
+      } else if (state.job.cancelled != nullptr && state.job.cancelled->load()) {
         state.finished = true;
         failures->push_back({item.job, absl::CancelledError("request cancelled by the client")});
       } else if (state.job.deadline <= now) {
@@ -109,7 +147,7 @@ void Batcher::DropDead(absl::Time now, std::vector<Failure>* failures) {
     }
     if (state.finished) {
       --queued_;
-      queued_tokens_ -= static_cast<int64_t>(item.ids.size());
+      queued_cost_ -= item.cost;
       continue;
     }
     kept.push_back(std::move(item));
@@ -117,21 +155,24 @@ void Batcher::DropDead(absl::Time now, std::vector<Failure>* failures) {
   queue_.swap(kept);
 }
 
-Batcher::Plan Batcher::MakePlan(absl::Time now) const {
+Batcher::Plan Batcher::MakePlan(absl::Time now, double max_cost) const {
   Plan plan;
-  const Item& head = queue_.front();
+  size_t head_index = 0;
+  while (head_index < queue_.size() && queue_[head_index].cost > max_cost) ++head_index;
+  if (head_index == queue_.size()) return plan;
+  const Item& head = queue_[head_index];
   const int64_t budget = options_.max_batch_tokens;
   const int64_t head_len = static_cast<int64_t>(head.ids.size());
   bool full = false;
   if (head_len >= budget) {
-    plan.items = {0};
+    plan.items = {head_index};
     full = true;
   } else {
     // Same-settings documents that fit the budget, sorted by length (then arrival).
     std::vector<size_t> cand;
     const model::EncodeSettings& settings = head.job->job.settings;
     for (size_t i = 0; i < queue_.size(); ++i) {
-      if (static_cast<int64_t>(queue_[i].ids.size()) <= budget &&
+      if (static_cast<int64_t>(queue_[i].ids.size()) <= budget && queue_[i].cost <= max_cost &&
           queue_[i].job->job.settings == settings) {
         cand.push_back(i);
       }
@@ -139,7 +180,7 @@ Batcher::Plan Batcher::MakePlan(absl::Time now) const {
     std::stable_sort(cand.begin(), cand.end(), [this](size_t a, size_t b) {
       return queue_[a].ids.size() < queue_[b].ids.size();
     });
-    const size_t p = std::find(cand.begin(), cand.end(), size_t{0}) - cand.begin();
+    const size_t p = std::find(cand.begin(), cand.end(), head_index) - cand.begin();
     // Grow a window [lo, hi] of the sorted candidates around the head, each time taking the
     // neighbour that adds the least padding: a shorter one pads itself up to the longest, a
     // longer one pads every member up to itself.
@@ -179,49 +220,47 @@ Batcher::Plan Batcher::MakePlan(absl::Time now) const {
   return plan;
 }
 
-Batcher::StepResult Batcher::Step() {
-  StepResult out;
-  std::vector<Failure> failures;
-  std::vector<Item> batch;
-  int64_t depth_after_drop = 0;
-  int64_t depth = 0;
-  {
-    absl::MutexLock lock(&mu_);
-    const absl::Time now = clock_->Now();
-    DropDead(now, &failures);
-    depth_after_drop = queued_;
-    Plan plan;
-    if (!queue_.empty()) plan = MakePlan(now);
-    // Each round fails at least one job, so this ends.
-    while (!queue_.empty() && plan.ready && FailDoomed(plan, now, &failures)) {
-      DropDead(now, &failures);
-      depth_after_drop = queued_;
-      if (!queue_.empty()) plan = MakePlan(now);
-    }
-    if (!queue_.empty()) {
-      if (plan.ready) {
-        std::sort(plan.items.begin(), plan.items.end());
-        batch.reserve(plan.items.size());
-        for (size_t i : plan.items) batch.push_back(std::move(queue_[i]));
-        // Erase the taken items, keeping arrival order of the rest.
-        size_t next = 0;
-        std::deque<Item> rest;
-        for (size_t i = 0; i < queue_.size(); ++i) {
-          if (next < plan.items.size() && plan.items[next] == i) {
-            ++next;
-            continue;
-          }
-          rest.push_back(std::move(queue_[i]));
-        }
-        queue_.swap(rest);
-        queued_ -= static_cast<int64_t>(batch.size());
-        for (const Item& item : batch) queued_tokens_ -= static_cast<int64_t>(item.ids.size());
-      } else {
-        out.wake_at = plan.wake_at;
-      }
-    }
-    depth = queued_;
+void Batcher::TakeBatch(double max_cost, std::vector<Failure>* failures,
+                        std::vector<Item>* batch, int64_t* depth_after_drop, int64_t* depth,
+                        absl::Time* wake_at) {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_->Now();
+  DropDead(now, failures);
+  *depth_after_drop = queued_;
+  Plan plan;
+  if (!queue_.empty()) plan = MakePlan(now, max_cost);
+  // Each round fails at least one job, so this ends.
+  while (!plan.items.empty() && plan.ready && FailDoomed(plan, now, failures)) {
+    DropDead(now, failures);
+    *depth_after_drop = queued_;
+    plan = queue_.empty() ? Plan() : MakePlan(now, max_cost);
   }
+  if (!plan.items.empty()) {
+    if (plan.ready) {
+      std::sort(plan.items.begin(), plan.items.end());
+      batch->reserve(plan.items.size());
+      for (size_t i : plan.items) batch->push_back(std::move(queue_[i]));
+      // Erase the taken items, keeping arrival order of the rest.
+      size_t next = 0;
+      std::deque<Item> rest;
+      for (size_t i = 0; i < queue_.size(); ++i) {
+        if (next < plan.items.size() && plan.items[next] == i) {
+          ++next;
+          continue;
+        }
+        rest.push_back(std::move(queue_[i]));
+      }
+      queue_.swap(rest);
+      queued_ -= static_cast<int64_t>(batch->size());
+      for (const Item& item : *batch) queued_cost_ -= item.cost;
+    } else {
+      *wake_at = plan.wake_at;
+    }
+  }
+  *depth = queued_;
+}
+
+void Batcher::Fail(std::vector<Failure>& failures, int64_t depth_after_drop) {
   for (Failure& f : failures) {
     if (observer_ != nullptr) {
       observer_->OnDrop(f.status.code(), f.job->remaining, depth_after_drop);
@@ -229,22 +268,82 @@ Batcher::StepResult Batcher::Step() {
     f.job->job.done(std::move(f.status));
     f.job->job.done = nullptr;  // release captured state now
   }
+}
+
+Batcher::StepResult Batcher::Step() {
+  StepResult out;
+  std::vector<Failure> failures;
+  std::vector<Item> batch;
+  int64_t depth_after_drop = 0, depth = 0;
+  TakeBatch(std::numeric_limits<double>::infinity(), &failures, &batch, &depth_after_drop, &depth,
+            &out.wake_at);
+  Fail(failures, depth_after_drop);
   out.ran = !failures.empty();
   if (!batch.empty()) {
-    RunBatch(std::move(batch), depth);
+    RunBatch(std::move(batch), depth, /*pausable=*/true);
     out.ran = true;
   }
   return out;
 }
 
-void Batcher::RunBatch(std::vector<Item> items, int64_t queue_after) {
+absl::Status Batcher::OnCheckpoint(Pause& pause) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (aborting_) {
+      return absl::UnavailableError(
+          "server shut down before this request finished (--shutdown_timeout passed); retry "
+          "elsewhere");
+    }
+  }
+  // Stop when nobody waits for any document of the batch any more.
+  const absl::Time now = clock_->Now();
+  absl::Status why = absl::CancelledError("request cancelled by the client");
+  bool waited_for = false;
+  for (const Item& item : pause.items) {
+    const JobState& state = *item.job;
+    if (state.finished) continue;
+    if (state.job.cancelled != nullptr && state.job.cancelled->load()) continue;
+    if (state.job.deadline <= now) {
+      why = absl::DeadlineExceededError("deadline passed while the request was computed; "
+                                        "stopped at a checkpoint");
+      continue;
+    }
+    waited_for = true;
+  }
+  if (!waited_for) return why;
+  if (options_.preempt_share <= 0) return absl::OkStatus();
+  // Shorter batches run from here while their time stays within the share of the paused
+  // batch's own compute.
+  const double max_cost = pause.cost / kPreemptCostRatio;
+  while (true) {
+    const absl::Duration own = (clock_->Now() - pause.start) - pause.nested_time;
+    if (pause.nested_time > own * options_.preempt_share) break;
+    std::vector<Failure> failures;
+    std::vector<Item> batch;
+    int64_t depth_after_drop = 0, depth = 0;
+    absl::Time wake_at;
+    TakeBatch(max_cost, &failures, &batch, &depth_after_drop, &depth, &wake_at);
+    Fail(failures, depth_after_drop);
+    if (batch.empty()) break;
+    const absl::Time t0 = clock_->Now();
+    RunBatch(std::move(batch), depth, /*pausable=*/false);
+    pause.nested_time += clock_->Now() - t0;
+    ++pause.nested_batches;
+  }
+  return absl::OkStatus();
+}
+
+void Batcher::RunBatch(std::vector<Item> items, int64_t queue_after, bool pausable) {
   const int64_t seq = batch_seq_++;
   model::Batch batch;
   batch.settings = items.front().job->job.settings;
   BatchStats stats;
   stats.settings = batch.settings;
   int64_t longest = 0;
+  double cost = 0, costliest = 0;
   for (const Item& item : items) {
+    cost += item.cost;
+    costliest = std::max(costliest, item.cost);
     const JobState& s = *item.job;
     batch.Add(item.ids, s.job.pooling, s.job.normalize);
     const int64_t len = static_cast<int64_t>(item.ids.size());
@@ -256,7 +355,12 @@ void Batcher::RunBatch(std::vector<Item> items, int64_t queue_after) {
   stats.padded_tokens = longest * stats.documents;
 
   const absl::Time start = clock_->Now();
-  absl::StatusOr<model::BatchResult> result = backend_->Embed(batch);
+  Pause pause(this, items, cost, start);
+  absl::StatusOr<model::BatchResult> result;
+  {
+    model::ScopedCheckpoint checkpoint(pausable ? &pause : nullptr);
+    result = backend_->Embed(batch);
+  }
   const absl::Time end = clock_->Now();
   if (result.ok() && (result->dim <= 0 || static_cast<int64_t>(result->embeddings.size()) !=
                                               result->dim * batch.size())) {
@@ -264,8 +368,13 @@ void Batcher::RunBatch(std::vector<Item> items, int64_t queue_after) {
                                               " floats for ", batch.size(),
                                               " documents of dim ", result->dim));
   }
-  stats.inference_time = end - start;
-  if (result.ok()) RecordThroughput(stats.padded_tokens, stats.inference_time);
+  // Time spent in batches run from this one's checkpoints is theirs, not its own.
+  stats.inference_time = end - start - pause.nested_time;
+  stats.paused_time = pause.nested_time;
+  stats.preemptions = pause.nested_batches;
+  if (result.ok()) {
+    RecordThroughput(costliest * static_cast<double>(stats.documents), stats.inference_time);
+  }
   stats.code = result.status().code();
   if (result.ok()) stats.peak_memory_bytes = result->peak_memory_bytes;
   for (const Item& item : items) stats.queue_times.push_back(start - item.job->enqueued);
@@ -276,7 +385,14 @@ void Batcher::RunBatch(std::vector<Item> items, int64_t queue_after) {
     if (s.finished) continue;  // an earlier row of this batch already failed the job
     if (!result.ok()) {
       s.finished = true;
-      s.job.done(result.status());
+      // A batch stopped at a checkpoint because nobody waited: each job says why it ended.
+      absl::Status status = result.status();
+      if (s.job.cancelled != nullptr && s.job.cancelled->load()) {
+        status = absl::CancelledError("request cancelled by the client");
+      } else if (s.job.deadline <= end) {
+        status = absl::DeadlineExceededError("deadline passed while the request was computed");
+      }
+      s.job.done(std::move(status));
       s.job.done = nullptr;
       continue;
     }
@@ -290,7 +406,7 @@ void Batcher::RunBatch(std::vector<Item> items, int64_t queue_after) {
     out.queue_time = std::max(out.queue_time, start - s.enqueued);
     if (s.last_batch != seq) {
       s.last_batch = seq;
-      out.inference_time += end - start;
+      out.inference_time += stats.inference_time;
       ++out.batches;
     }
     if (--s.remaining == 0) {
@@ -302,18 +418,18 @@ void Batcher::RunBatch(std::vector<Item> items, int64_t queue_after) {
 }
 
 bool Batcher::FailDoomed(const Plan& plan, absl::Time now, std::vector<Failure>* failures) {
-  if (tokens_per_second_ <= 0) return false;
+  if (cost_per_second_ <= 0) return false;
   // A batch of one job runs even if it looks too slow: running is also how a too pessimistic
   // estimate recovers (no batch, no new measurement).
   bool one_job = true;
-  int64_t longest = 0;
+  double costliest = 0;
   for (size_t i : plan.items) {
-    longest = std::max(longest, static_cast<int64_t>(queue_[i].ids.size()));
+    costliest = std::max(costliest, queue_[i].cost);
     one_job = one_job && queue_[i].job == queue_[plan.items.front()].job;
   }
   if (one_job) return false;
   const double seconds =
-      static_cast<double>(longest * static_cast<int64_t>(plan.items.size())) / tokens_per_second_;
+      costliest * static_cast<double>(plan.items.size()) / cost_per_second_;
   const absl::Time end = now + absl::Seconds(seconds);
   bool any = false;
   for (size_t i : plan.items) {
@@ -330,19 +446,19 @@ bool Batcher::FailDoomed(const Plan& plan, absl::Time now, std::vector<Failure>*
   return any;
 }
 
-void Batcher::RecordThroughput(int64_t padded_tokens, absl::Duration took) {
+void Batcher::RecordThroughput(double padded_cost, absl::Duration took) {
   // A batch timed as zero (a coarse or fake clock) says nothing about the rate.
-  if (padded_tokens <= 0 || took <= absl::ZeroDuration()) return;
-  const double rate = static_cast<double>(padded_tokens) / absl::ToDoubleSeconds(took);
+  if (padded_cost <= 0 || took <= absl::ZeroDuration()) return;
+  const double rate = padded_cost / absl::ToDoubleSeconds(took);
   absl::MutexLock lock(&mu_);
-  tokens_per_second_ = tokens_per_second_ <= 0
-                           ? rate
-                           : kThroughputAlpha * rate + (1 - kThroughputAlpha) * tokens_per_second_;
+  cost_per_second_ = cost_per_second_ <= 0
+                         ? rate
+                         : kThroughputAlpha * rate + (1 - kThroughputAlpha) * cost_per_second_;
 }
 
-double Batcher::tokens_per_second() const {
+double Batcher::cost_per_second() const {
   absl::MutexLock lock(&mu_);
-  return tokens_per_second_;
+  return cost_per_second_;
 }
 
 void Batcher::Start() {
@@ -361,20 +477,32 @@ void Batcher::Loop() {
     const StepResult r = Step();
     if (r.ran) continue;
     absl::MutexLock lock(&mu_);
-    if (draining_ && queue_.empty()) return;
+    if (draining_ && queue_.empty()) {
+      stopped_ = true;
+      return;
+    }
     if (generation_ != seen) continue;  // work arrived while Step() ran
     cv_.WaitWithDeadline(&mu_, r.wake_at);
   }
 }
 
-void Batcher::Drain() {
+void Batcher::Drain(absl::Duration grace) {
   {
     absl::MutexLock lock(&mu_);
     draining_ = true;
     ++generation_;
     cv_.SignalAll();
   }
-  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+  if (!thread_.joinable() || thread_.get_id() == std::this_thread::get_id()) return;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!mu_.AwaitWithTimeout(absl::Condition(&stopped_), grace)) {
+      aborting_ = true;  // the running batch stops at its next checkpoint, the queue fails
+      ++generation_;
+      cv_.SignalAll();
+    }
+  }
+  thread_.join();
 }
 
 int64_t Batcher::queued_documents() const {

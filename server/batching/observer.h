@@ -26,7 +26,9 @@ struct BatchStats {
   int64_t padded_tokens = 0;        // longest document x documents: the budget's measure
   std::vector<int64_t> document_tokens;       // per document
   std::vector<absl::Duration> queue_times;    // per document: admission -> batch start
-  absl::Duration inference_time;    // the Embed() call
+  absl::Duration inference_time;    // the Embed() call, minus the batches run from its checkpoints
+  absl::Duration paused_time;       // spent in batches run from its checkpoints (preemption)
+  int64_t preemptions = 0;          // how many such batches ran
   int64_t peak_memory_bytes = 0;    // BatchResult::peak_memory_bytes (0 = unknown)
   absl::StatusCode code = absl::StatusCode::kOk;
 };

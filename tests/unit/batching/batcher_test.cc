@@ -1,14 +1,18 @@
 #include "server/batching/batcher.h"
 
+#include <algorithm>
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "model/checkpoint.h"
 
 namespace longenc::batching {
 namespace {
@@ -397,20 +401,20 @@ Job JobWithDeadline(std::vector<std::vector<int32_t>> docs, Outcome* out, absl::
 
 TEST(Batcher, ThroughputEstimateTracksBatchTimes) {
   Fixture f(Options(1000, absl::ZeroDuration()));
-  EXPECT_EQ(f.batcher.tokens_per_second(), 0);
+  EXPECT_EQ(f.batcher.cost_per_second(), 0);
   RunTimedBatch(&f, absl::Seconds(1));
-  EXPECT_DOUBLE_EQ(f.batcher.tokens_per_second(), 100);
+  EXPECT_DOUBLE_EQ(f.batcher.cost_per_second(), 100);
   RunTimedBatch(&f, absl::Milliseconds(500));  // 200 tokens/s
   const double a = Batcher::kThroughputAlpha;
-  EXPECT_DOUBLE_EQ(f.batcher.tokens_per_second(), a * 200 + (1 - a) * 100);
+  EXPECT_DOUBLE_EQ(f.batcher.cost_per_second(), a * 200 + (1 - a) * 100);
   // A failed batch is not a measurement.
   f.backend.fail = absl::InternalError("boom");
-  const double before = f.batcher.tokens_per_second();
+  const double before = f.batcher.cost_per_second();
   Outcome out;
   f.backend.compute = absl::Seconds(50);
   ASSERT_TRUE(f.batcher.Submit(MakeJob({Doc(100, 9)}, &out)).ok());
   ASSERT_TRUE(f.batcher.Step().ran);
-  EXPECT_DOUBLE_EQ(f.batcher.tokens_per_second(), before);
+  EXPECT_DOUBLE_EQ(f.batcher.cost_per_second(), before);
 }
 
 TEST(Batcher, RefusesWhenExpectedWaitExceedsTheDeadline) {
@@ -418,7 +422,7 @@ TEST(Batcher, RefusesWhenExpectedWaitExceedsTheDeadline) {
   Fixture f(Options(1000, absl::Seconds(10)), &obs);
   RunTimedBatch(&f, absl::Seconds(1));  // 100 tokens/s
   Outcome ahead, late;
-  ASSERT_TRUE(f.batcher.Submit(MakeJob({Doc(150, 1), Doc(150, 2)}, &ahead)).ok());
+  ASSERT_TRUE(f.batcher.Submit(MakeJob({Doc(100, 1), Doc(100, 2), Doc(100, 4)}, &ahead)).ok());
   // (300 queued + 100 own) / 100 tokens/s = 4 s > 2 s.
   const absl::Status s =
       f.batcher.Submit(JobWithDeadline({Doc(100, 3)}, &late, f.clock.Now() + absl::Seconds(2)));
@@ -428,8 +432,19 @@ TEST(Batcher, RefusesWhenExpectedWaitExceedsTheDeadline) {
                                    "deadline 2.0 s"));
   EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("retry later or elsewhere"));
   EXPECT_EQ(late.calls, 0);
-  EXPECT_EQ(f.batcher.queued_documents(), 2);
+  EXPECT_EQ(f.batcher.queued_documents(), 3);
   EXPECT_THAT(obs.rejects, ElementsAre(absl::StatusCode::kResourceExhausted));
+}
+
+TEST(Batcher, CostlierDocumentsQueuedAheadDoNotCountAgainstTheDeadline) {
+  // They run after it, or it runs from their checkpoints: only cheaper work is ahead.
+  Fixture f(Options(1000, absl::Seconds(10)));
+  RunTimedBatch(&f, absl::Seconds(1));  // 100 tokens/s
+  Outcome ahead, quick;
+  ASSERT_TRUE(f.batcher.Submit(MakeJob({Doc(500, 1), Doc(500, 2)}, &ahead)).ok());
+  EXPECT_TRUE(
+      f.batcher.Submit(JobWithDeadline({Doc(100, 3)}, &quick, f.clock.Now() + absl::Seconds(2)))
+          .ok());
 }
 
 TEST(Batcher, AdmitsWhenExpectedWaitFitsTheDeadline) {
@@ -462,20 +477,25 @@ TEST(Batcher, JobsWithoutDeadlineAreNotRefusedForWait) {
   EXPECT_TRUE(f.batcher.Submit(MakeJob({Doc(500, 3)}, &b)).ok());
 }
 
-TEST(Batcher, JobFindingAnEmptyQueueIsAdmitted) {
-  // Its own 100 tokens need 1 s, it has 0.5 s: with nothing ahead it still runs, since running
-  // is how a pessimistic estimate gets corrected.
-  Fixture f(Options(1000, absl::ZeroDuration()));
-  RunTimedBatch(&f, absl::Seconds(1));
-  Outcome a;
+TEST(Batcher, DeadlineNoServerCouldMeetIsDeadlineExceeded) {
+  // Its own 100 tokens need 1 s and it has 0.5 s: not an overload (retrying elsewhere would
+  // not help), so DEADLINE_EXCEEDED, even on an idle server.
+  RecordingObserver obs;
+  Fixture f(Options(1000, absl::ZeroDuration()), &obs);
+  RunTimedBatch(&f, absl::Seconds(1));  // 100 tokens/s
+  Outcome a, b;
+  const absl::Status s = f.batcher.Submit(
+      JobWithDeadline({Doc(100, 1)}, &a, f.clock.Now() + absl::Milliseconds(500)));
+  EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("even on an idle server"));
+  EXPECT_THAT(obs.rejects, ElementsAre(absl::StatusCode::kDeadlineExceeded));
+  // One that fits is admitted and runs.
   f.backend.compute = absl::Milliseconds(100);
   ASSERT_TRUE(
-      f.batcher.Submit(JobWithDeadline({Doc(100, 1)}, &a, f.clock.Now() + absl::Milliseconds(500)))
-          .ok());
+      f.batcher.Submit(JobWithDeadline({Doc(100, 2)}, &b, f.clock.Now() + absl::Seconds(2))).ok());
   EXPECT_TRUE(f.batcher.Step().ran);
-  ASSERT_EQ(a.calls, 1);
-  EXPECT_TRUE(a.result->ok());
-  EXPECT_GT(f.batcher.tokens_per_second(), 100);
+  ASSERT_EQ(b.calls, 1);
+  EXPECT_TRUE(b.result->ok());
 }
 
 TEST(Batcher, JobThatWouldFinishAfterItsDeadlineIsDroppedBeforeCompute) {
@@ -539,6 +559,188 @@ TEST(Batcher, InferenceThreadServesConcurrentSubmitters) {
   }
   batcher.Drain();
   EXPECT_EQ(batcher.queued_documents(), 0);
+}
+
+// Documents of at least 1000 tokens run in `long_steps` steps of `step` fake time with a
+// checkpoint before each (as the model does between head groups and layers); shorter ones in
+// one step of `short_step`. Records the longest document of each batch when it ends.
+class SteppedBackend : public model::Backend {
+ public:
+  explicit SteppedBackend(FakeClock* clock) : clock_(clock) {}
+  const model::ModelInfo& info() const override { return info_; }
+  absl::Status ValidateSettings(const model::EncodeSettings&) const override {
+    return absl::OkStatus();
+  }
+  absl::StatusOr<model::BatchResult> Embed(const model::Batch& batch) override {
+    int64_t longest = 0;
+    for (int64_t i = 0; i < batch.size(); ++i) longest = std::max(longest, batch.length(i));
+    try {
+      if (longest >= 1000) {
+        for (int i = 0; i < long_steps; ++i) {
+          if (on_step) on_step(i);
+          model::AtCheckpoint();
+          clock_->Advance(step);
+          ++long_steps_run;
+        }
+      } else {
+        model::AtCheckpoint();  // none is installed in a nested batch: a no-op
+        clock_->Advance(short_step);
+      }
+    } catch (const model::StepStopped& stopped) {
+      return stopped.status();
+    }
+    finished.push_back(longest);
+    model::BatchResult r;
+    r.dim = 1;
+    for (int64_t i = 0; i < batch.size(); ++i) r.embeddings.push_back(batch.length(i));
+    return r;
+  }
+
+  int long_steps = 10;
+  absl::Duration step = absl::Milliseconds(100);
+  absl::Duration short_step = absl::Milliseconds(10);
+  std::function<void(int)> on_step;
+  int long_steps_run = 0;
+  std::vector<int64_t> finished;
+
+ private:
+  FakeClock* clock_;
+  model::ModelInfo info_;
+};
+
+struct SteppedFixture {
+  explicit SteppedFixture(double share = 0.2) : backend(&clock), batcher(&backend, Make(share), &clock, nullptr) {}
+  static BatcherOptions Make(double share) {
+    BatcherOptions o = Options(100000, absl::ZeroDuration());
+    o.preempt_share = share;
+    return o;
+  }
+  FakeClock clock;
+  SteppedBackend backend;
+  Batcher batcher;
+};
+
+// A job of one document in settings of its own (so no two of them batch together).
+Job Single(int len, int tag, Outcome* out) {
+  Job job = MakeJob({Doc(len, tag)}, out);
+  job.settings.attention_options = absl::StrCat("tag=", tag);
+  return job;
+}
+
+TEST(BatcherPreemption, ShortJobRunsFromALongBatchsCheckpoint) {
+  SteppedFixture f;
+  Outcome long_out, short_out;
+  ASSERT_TRUE(f.batcher.Submit(Single(1000, 1, &long_out)).ok());
+  f.backend.on_step = [&](int i) {
+    if (i == 2) ASSERT_TRUE(f.batcher.Submit(Single(10, 2, &short_out)).ok());
+  };
+  const absl::Time start = f.clock.Now();
+  EXPECT_TRUE(f.batcher.Step().ran);
+  EXPECT_THAT(f.backend.finished, ElementsAre(10, 1000));  // the short one ended first
+  ASSERT_EQ(short_out.calls, 1);
+  ASSERT_TRUE(short_out.result->ok());
+  EXPECT_EQ((*short_out.result)->queue_time, absl::ZeroDuration());  // ran at the next step
+  ASSERT_EQ(long_out.calls, 1);
+  ASSERT_TRUE(long_out.result->ok());
+  // Its inference time is its own, not the short one's.
+  EXPECT_EQ((*long_out.result)->inference_time, absl::Seconds(1));
+  EXPECT_EQ(f.clock.Now() - start, absl::Milliseconds(1010));
+}
+
+TEST(BatcherPreemption, ShortJobsTakeAtMostTheShareOfALongBatch) {
+  SteppedFixture f(0.2);
+  Outcome long_out;
+  std::vector<Outcome> shorts(60);
+  ASSERT_TRUE(f.batcher.Submit(Single(1000, 0, &long_out)).ok());
+  f.backend.on_step = [&](int i) {
+    if (i != 0) return;
+    for (int j = 0; j < 60; ++j) ASSERT_TRUE(f.batcher.Submit(Single(10, 1 + j, &shorts[j])).ok());
+  };
+  const absl::Time start = f.clock.Now();
+  EXPECT_TRUE(f.batcher.Step().ran);
+  ASSERT_EQ(long_out.calls, 1);
+  // 1 s of its own compute: at most 0.2 s of short batches (plus one that started in time).
+  const absl::Duration took = f.clock.Now() - start;
+  EXPECT_LE(took, absl::Milliseconds(1210));
+  EXPECT_GE(took, absl::Milliseconds(1150));  // and the share was used
+  int ran = 0;
+  for (const Outcome& o : shorts) ran += o.calls;
+  EXPECT_EQ(ran, 60 - f.batcher.queued_documents());
+  // The rest runs after it, in order.
+  while (f.batcher.queued_documents() > 0) f.batcher.Step();
+  for (const Outcome& o : shorts) EXPECT_EQ(o.calls, 1);
+}
+
+TEST(BatcherPreemption, NoPreemptionWithShareZero) {
+  SteppedFixture f(0);
+  Outcome long_out, short_out;
+  ASSERT_TRUE(f.batcher.Submit(Single(1000, 1, &long_out)).ok());
+  f.backend.on_step = [&](int i) {
+    if (i == 0) ASSERT_TRUE(f.batcher.Submit(Single(10, 2, &short_out)).ok());
+  };
+  f.batcher.Step();
+  EXPECT_THAT(f.backend.finished, ElementsAre(1000));
+  EXPECT_EQ(short_out.calls, 0);
+}
+
+TEST(BatcherPreemption, OnlyMuchCheaperDocumentsRunFromACheckpoint) {
+  SteppedFixture f;
+  Outcome long_out, medium_out;
+  ASSERT_TRUE(f.batcher.Submit(Single(1000, 1, &long_out)).ok());
+  f.backend.on_step = [&](int i) {
+    // 400 tokens cost more than 1/kPreemptCostRatio of the running 1000.
+    if (i == 0) ASSERT_TRUE(f.batcher.Submit(Single(400, 2, &medium_out)).ok());
+  };
+  f.batcher.Step();
+  EXPECT_THAT(f.backend.finished, ElementsAre(1000));
+  EXPECT_EQ(medium_out.calls, 0);
+  f.batcher.Step();
+  EXPECT_EQ(medium_out.calls, 1);
+}
+
+TEST(BatcherPreemption, CancelledLongBatchStopsAtItsNextCheckpoint) {
+  SteppedFixture f;
+  Outcome out;
+  Job job = Single(1000, 1, &out);
+  job.cancelled = std::make_shared<std::atomic<bool>>(false);
+  auto cancelled = job.cancelled;
+  ASSERT_TRUE(f.batcher.Submit(std::move(job)).ok());
+  f.backend.on_step = [&](int i) {
+    if (i == 3) cancelled->store(true);
+  };
+  f.batcher.Step();
+  EXPECT_EQ(f.backend.long_steps_run, 3);  // steps 0-2 ran; it stopped before step 3
+  ASSERT_EQ(out.calls, 1);
+  EXPECT_EQ(out.result->status().code(), absl::StatusCode::kCancelled);
+}
+
+TEST(BatcherPreemption, LongBatchPastItsDeadlineStops) {
+  SteppedFixture f;
+  Outcome out;
+  Job job = Single(1000, 1, &out);
+  job.deadline = f.clock.Now() + absl::Milliseconds(350);
+  ASSERT_TRUE(f.batcher.Submit(std::move(job)).ok());
+  f.batcher.Step();
+  EXPECT_EQ(f.backend.long_steps_run, 4);
+  ASSERT_EQ(out.calls, 1);
+  EXPECT_EQ(out.result->status().code(), absl::StatusCode::kDeadlineExceeded);
+}
+
+TEST(BatcherPreemption, BatchGoesOnWhileOneOfItsJobsStillWaits) {
+  SteppedFixture f;
+  Outcome gone, waiting;
+  Job a = MakeJob({Doc(1000, 1)}, &gone);
+  a.cancelled = std::make_shared<std::atomic<bool>>(false);
+  auto cancelled = a.cancelled;
+  ASSERT_TRUE(f.batcher.Submit(std::move(a)).ok());
+  ASSERT_TRUE(f.batcher.Submit(MakeJob({Doc(1000, 2)}, &waiting)).ok());
+  f.backend.on_step = [&](int i) {
+    if (i == 1) cancelled->store(true);
+  };
+  f.batcher.Step();  // one batch of both documents
+  EXPECT_EQ(f.backend.long_steps_run, 10);
+  ASSERT_EQ(waiting.calls, 1);
+  EXPECT_TRUE(waiting.result->ok());
 }
 
 }  // namespace
