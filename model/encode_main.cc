@@ -19,7 +19,7 @@
 #include "common/usage.h"
 #include "model/backend.h"
 #include "model/backend_flags.h"
-#include "model/tokenizer/wordpiece.h"
+#include "model/tokenizer/tokenizer.h"
 #include "model/torch_backend.h"
 
 ABSL_FLAG(std::string, input, "-", "JSON Lines file to encode; '-' reads standard input");
@@ -56,7 +56,7 @@ int Fail(const std::string& message) {
 }
 
 Document ParseLine(const std::string& line, int64_t line_number,
-                   const longenc::tokenizer::WordPieceTokenizer& tokenizer, int64_t max_length) {
+                   const longenc::tokenizer::Tokenizer& tokenizer, int64_t max_length) {
   Document doc;
   doc.id = line_number;
   nlohmann::json j;
@@ -160,7 +160,7 @@ int main(int argc, char** argv) {
   if (max_length < 2) return Fail("--max_length must be at least 2 ([CLS] and [SEP])");
 
   longenc::model::BackendOptions options = longenc::model::BackendOptionsFromFlags();
-  auto tokenizer = longenc::tokenizer::WordPieceTokenizer::FromModelDir(options.model_dir);
+  auto tokenizer = longenc::tokenizer::LoadTokenizer(options.model_dir);
   if (!tokenizer.ok()) return Fail(std::string(tokenizer.status().message()));
   options.max_tokens_per_document = max_length;
   auto backend = longenc::model::CreateTorchBackend(options);
@@ -189,7 +189,7 @@ int main(int argc, char** argv) {
       }
       ++line_number;
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;  // blank line
-      window.push_back(ParseLine(line, line_number, *tokenizer, max_length));
+      window.push_back(ParseLine(line, line_number, **tokenizer, max_length));
     }
     absl::Status s = EncodeWindow(window, **backend, {}, pooling, absl::GetFlag(FLAGS_normalize),
                                   batch_tokens);

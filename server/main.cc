@@ -12,7 +12,7 @@
 
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
-#include "model/tokenizer/wordpiece.h"
+#include "model/tokenizer/tokenizer.h"
 #include "model/torch_backend.h"
 #include "server/batching/batcher.h"
 #include "server/flags.h"
@@ -95,8 +95,8 @@ int Run(int argc, char** argv) {
   if (!backend.ok()) return Fail("loading the model", backend.status());
   const model::ModelInfo& info = (*backend)->info();
   if (absl::Status s = ValidateAgainstModel(*options, info); !s.ok()) return Fail("flags", s);
-  absl::StatusOr<tokenizer::WordPieceTokenizer> tokenizer =
-      tokenizer::WordPieceTokenizer::FromModelDir(options->model_dir);
+  absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tokenizer =
+      tokenizer::LoadTokenizer(options->model_dir);
   if (!tokenizer.ok()) return Fail("loading the tokenizer", tokenizer.status());
 
   metrics.SetModelInfo({info.model_name, info.default_attention, info.default_position_mode,
@@ -107,7 +107,7 @@ int Run(int argc, char** argv) {
   batching::Batcher batcher(backend->get(), ToBatcherOptions(*options),
                             batching::Clock::Real(), &batch_observer);
   batcher.Start();
-  (*server)->Attach(Runtime{backend->get(), &*tokenizer, &batcher});
+  (*server)->Attach(Runtime{backend->get(), tokenizer->get(), &batcher});
   std::fprintf(stderr,
                "longenc-server: SERVING %s (dim %lld) on %s, attention %s; listening on %s\n",
                info.model_name.c_str(), static_cast<long long>(info.embedding_dim),

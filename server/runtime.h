@@ -8,7 +8,7 @@
 
 #include "absl/time/time.h"
 #include "model/backend.h"
-#include "model/tokenizer/wordpiece.h"
+#include "model/tokenizer/tokenizer.h"
 #include "server/batching/batcher.h"
 
 namespace longenc::server {
@@ -27,7 +27,7 @@ struct ServiceLimits {
 // What the handlers need once the model is loaded; all three outlive the gRPC server.
 struct Runtime {
   model::Backend* backend = nullptr;
-  const tokenizer::WordPieceTokenizer* tokenizer = nullptr;
+  const tokenizer::Tokenizer* tokenizer = nullptr;
   batching::Batcher* batcher = nullptr;
 };
 

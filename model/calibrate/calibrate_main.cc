@@ -25,7 +25,7 @@
 #include "model/encoder/safetensors.h"
 #include "model/encoder/weights.h"
 #include "model/positions/positions.h"
-#include "model/tokenizer/wordpiece.h"
+#include "model/tokenizer/tokenizer.h"
 
 ABSL_FLAG(std::string, input, "",
           "calibration documents, JSON Lines: {\"text\": ...} or {\"token_ids\": [101, ..., 102]} "
@@ -64,7 +64,7 @@ int Fail(const std::string& message) {
 
 // Reads token ids (or tokenizes text) line by line; empty lines are skipped.
 absl::StatusOr<std::vector<std::vector<int32_t>>> ReadDocuments(
-    const std::string& path, const longenc::tokenizer::WordPieceTokenizer& tokenizer,
+    const std::string& path, const longenc::tokenizer::Tokenizer& tokenizer,
     int64_t max_length) {
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(absl::StrCat("--input=", path, ": cannot open"));
@@ -157,9 +157,9 @@ int main(int argc, char** argv) {
   const int threads = absl::GetFlag(FLAGS_threads);
   at::set_num_threads(threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
 
-  auto tokenizer = longenc::tokenizer::WordPieceTokenizer::FromModelDir(model_dir);
+  auto tokenizer = longenc::tokenizer::LoadTokenizer(model_dir);
   if (!tokenizer.ok()) return Fail(std::string(tokenizer.status().message()));
-  auto documents = ReadDocuments(input, *tokenizer, absl::GetFlag(FLAGS_max_length));
+  auto documents = ReadDocuments(input, **tokenizer, absl::GetFlag(FLAGS_max_length));
   if (!documents.ok()) return Fail(std::string(documents.status().message()));
 
   try {

@@ -98,13 +98,16 @@ absl::StatusOr<std::vector<std::string>> ReadVocab(const std::string& path) {
   return tokens;
 }
 
-absl::StatusOr<std::shared_ptr<Data>> BuildData(const std::string& vocab_path,
+// `vocab_path` names the source in messages (vocab.txt, or a tokenizer.json for FromSpec).
+absl::StatusOr<std::shared_ptr<Data>> BuildData(std::vector<std::string> vocab,
+                                                const std::string& vocab_path,
                                                 const TokenizerOptions& options,
-                                                const SpecialTokenNames& names) {
+                                                const SpecialTokenNames& names,
+                                                bool pad_required = true) {
   auto data = std::make_shared<Data>();
   data->options = options;
   data->strip_accents = options.strip_accents.value_or(options.do_lower_case);
-  ASSIGN_OR_RETURN(data->tokens, ReadVocab(vocab_path));
+  data->tokens = std::move(vocab);
   const auto& tokens = data->tokens;
   data->word_start.reserve(tokens.size());
   for (size_t id = 0; id < tokens.size(); ++id) {
@@ -138,8 +141,12 @@ absl::StatusOr<std::shared_ptr<Data>> BuildData(const std::string& vocab_path,
   };
   RETURN_IF_ERROR(required(names.cls, "classification", &data->cls));
   RETURN_IF_ERROR(required(names.sep, "separator", &data->sep));
-  RETURN_IF_ERROR(required(names.pad, "padding", &data->pad));
   RETURN_IF_ERROR(required(names.unk, "unknown", &data->unk));
+  if (pad_required || !names.pad.empty()) {
+    RETURN_IF_ERROR(required(names.pad, "padding", &data->pad));
+  } else {
+    data->pad = data->unk;
+  }
 
   std::vector<std::string> special_names = {names.cls, names.sep, names.pad, names.unk,
                                             names.mask};
@@ -473,15 +480,32 @@ absl::StatusOr<WordPieceTokenizer> WordPieceTokenizer::FromModelDir(const std::s
   TokenizerOptions options;
   SpecialTokenNames names;
   RETURN_IF_ERROR(ReadModelDirConfig(dir, &options, &names));
+  const std::string vocab_path = absl::StrCat(dir, "/vocab.txt");
+  ASSIGN_OR_RETURN(std::vector<std::string> vocab, ReadVocab(vocab_path));
   ASSIGN_OR_RETURN(std::shared_ptr<Data> data,
-                   BuildData(absl::StrCat(dir, "/vocab.txt"), options, names));
+                   BuildData(std::move(vocab), vocab_path, options, names));
   return WordPieceTokenizer(std::move(data));
 }
 
 absl::StatusOr<WordPieceTokenizer> WordPieceTokenizer::FromVocabFile(
     const std::string& vocab_path, const TokenizerOptions& options) {
+  ASSIGN_OR_RETURN(std::vector<std::string> vocab, ReadVocab(vocab_path));
   ASSIGN_OR_RETURN(std::shared_ptr<Data> data,
-                   BuildData(vocab_path, options, SpecialTokenNames()));
+                   BuildData(std::move(vocab), vocab_path, options, SpecialTokenNames()));
+  return WordPieceTokenizer(std::move(data));
+}
+
+absl::StatusOr<WordPieceTokenizer> WordPieceTokenizer::FromSpec(const WordPieceSpec& spec,
+                                                                const std::string& source) {
+  SpecialTokenNames names;
+  names.cls = spec.cls;
+  names.sep = spec.sep;
+  names.unk = spec.unk;
+  names.pad = spec.pad;
+  names.mask.clear();
+  names.extra = spec.specials;
+  ASSIGN_OR_RETURN(std::shared_ptr<Data> data,
+                   BuildData(spec.tokens, source, spec.options, names, /*pad_required=*/false));
   return WordPieceTokenizer(std::move(data));
 }
 

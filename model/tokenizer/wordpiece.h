@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "model/tokenizer/tokenizer.h"
 
 namespace longenc::tokenizer {
 
@@ -32,14 +33,17 @@ struct TokenizerOptions {
   bool tokenize_chinese_chars = true;
 };
 
-struct Encoding {
-  std::vector<int32_t> ids;
-  // Per token, the byte range [begin, end) of the input text it came from; (0, 0) for the
-  // [CLS] and [SEP] that Encode() adds.
-  std::vector<std::pair<int32_t, int32_t>> offsets;
+// A BERT tokenizer as a tokenizer.json describes it (tokenizer_json.cc reads it).
+struct WordPieceSpec {
+  std::vector<std::string> tokens;  // id -> token, added tokens included
+  TokenizerOptions options;
+  std::string cls, sep, unk;
+  std::string pad;  // may be empty: then the [UNK] id stands in
+  // Added tokens matched verbatim in the raw text (special, normalized=false).
+  std::vector<std::string> specials;
 };
 
-class WordPieceTokenizer {
+class WordPieceTokenizer : public Tokenizer {
  public:
   // HF's limit: a word longer than this many (normalised) code points becomes one [UNK].
   static constexpr int kMaxInputCharsPerWord = 100;
@@ -51,17 +55,21 @@ class WordPieceTokenizer {
   // token names [CLS], [SEP], [PAD], [UNK] and, if present, [MASK].
   static absl::StatusOr<WordPieceTokenizer> FromVocabFile(const std::string& vocab_path,
                                                           const TokenizerOptions& options);
+  // From a parsed tokenizer.json; `source` (its path) prefixes every error message.
+  static absl::StatusOr<WordPieceTokenizer> FromSpec(const WordPieceSpec& spec,
+                                                     const std::string& source);
 
   // Full BERT encoding of one text: [CLS] tokens [SEP], no truncation. Special token strings
   // in the text (e.g. "[MASK]") become their ids, as in HF. InvalidArgument for invalid
   // UTF-8, with the byte offset of the first bad byte in the message.
-  absl::StatusOr<Encoding> Encode(std::string_view text) const;
+  absl::StatusOr<Encoding> Encode(std::string_view text) const override;
 
-  int32_t cls_id() const;
-  int32_t sep_id() const;
+  int32_t cls_id() const override;
+  int32_t sep_id() const override;
   int32_t pad_id() const;
   int32_t unk_id() const;
-  int64_t vocab_size() const;
+  int64_t vocab_size() const override;
+  std::string_view kind() const override { return "WordPiece"; }
   const TokenizerOptions& options() const;
   // The vocabulary entry of `id`; empty for an id outside [0, vocab_size()).
   std::string_view IdToToken(int32_t id) const;

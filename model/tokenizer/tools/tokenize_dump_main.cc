@@ -1,13 +1,16 @@
-// longenc-tokenize-dump: tokenizes text lines from stdin with the model's WordPiece tokenizer
-// and prints one JSON array of token ids per line ([CLS] ... [SEP], no truncation).
+// longenc-tokenize-dump: tokenizes text lines from stdin with the model's tokenizer
+// (tokenizer.json, else vocab.txt) and prints one JSON array of token ids per line, special
+// tokens included, no truncation.
 //
-// Used by tests/python/test_tokenizer_parity.py (against Hugging Face) and by
+// Used by tests/python/test_tokenizer_parity.py and test_tokenizer_json_parity.py (against
+// Hugging Face) and by
 // bench/tokenizer_bench.sh (--stats --repeat). An input line that cannot be encoded prints
 // {"error": "..."} so that output line i always belongs to input line i.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -15,11 +18,16 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "common/usage.h"
+#include "model/tokenizer/tokenizer.h"
 #include "model/tokenizer/wordpiece.h"
 #include "nlohmann/json.hpp"
 
 ABSL_FLAG(std::string, model_dir, LONGENC_DEFAULT_MODEL_DIR,
-          "Hugging Face model directory with vocab.txt and tokenizer_config.json");
+          "Hugging Face model directory with tokenizer.json, or vocab.txt and "
+          "tokenizer_config.json");
+ABSL_FLAG(bool, vocab_txt, false,
+          "With --model_dir: read vocab.txt and tokenizer_config.json even if tokenizer.json "
+          "is there");
 ABSL_FLAG(std::string, vocab, "",
           "Use this vocab.txt with the options below instead of --model_dir");
 ABSL_FLAG(bool, lower_case, true, "With --vocab: do_lower_case");
@@ -36,7 +44,13 @@ ABSL_FLAG(int32_t, repeat, 1, "Encode the whole input this many times (benchmark
 namespace {
 
 using longenc::tokenizer::Encoding;
+using longenc::tokenizer::Tokenizer;
 using longenc::tokenizer::WordPieceTokenizer;
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> Wrap(absl::StatusOr<WordPieceTokenizer> wordpiece) {
+  if (!wordpiece.ok()) return wordpiece.status();
+  return std::unique_ptr<Tokenizer>(std::make_unique<WordPieceTokenizer>(*std::move(wordpiece)));
+}
 
 void AppendEncoding(const Encoding& encoding, bool with_offsets, std::string* out) {
   out->append(with_offsets ? "{\"ids\":[" : "[");
@@ -60,14 +74,12 @@ void AppendEncoding(const Encoding& encoding, bool with_offsets, std::string* ou
 int main(int argc, char** argv) {
   longenc::InstallUsage(
       "longenc-tokenize-dump",
-      "Reads text lines on stdin, prints one JSON array of WordPiece ids per line.",
+      "Reads text lines on stdin, prints one JSON array of token ids per line.",
       {"model/tokenizer/tools/tokenize_dump_main.cc"});
   absl::ParseCommandLine(argc, argv);
   std::ios::sync_with_stdio(false);  // large inputs: no per-character stdio locking
-  absl::StatusOr<WordPieceTokenizer> tokenizer = absl::UnknownError("no tokenizer");
-  if (const std::string vocab = absl::GetFlag(FLAGS_vocab); vocab.empty()) {
-    tokenizer = WordPieceTokenizer::FromModelDir(absl::GetFlag(FLAGS_model_dir));
-  } else {
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = absl::UnknownError("no tokenizer");
+  if (const std::string vocab = absl::GetFlag(FLAGS_vocab); !vocab.empty()) {
     longenc::tokenizer::TokenizerOptions options;
     options.do_lower_case = absl::GetFlag(FLAGS_lower_case);
     options.tokenize_chinese_chars = absl::GetFlag(FLAGS_chinese);
@@ -78,7 +90,11 @@ int main(int argc, char** argv) {
       std::cerr << "longenc-tokenize-dump: --strip_accents must be true, false or empty\n";
       return 2;
     }
-    tokenizer = WordPieceTokenizer::FromVocabFile(vocab, options);
+    tokenizer = Wrap(WordPieceTokenizer::FromVocabFile(vocab, options));
+  } else if (absl::GetFlag(FLAGS_vocab_txt)) {
+    tokenizer = Wrap(WordPieceTokenizer::FromModelDir(absl::GetFlag(FLAGS_model_dir)));
+  } else {
+    tokenizer = longenc::tokenizer::LoadTokenizer(absl::GetFlag(FLAGS_model_dir));
   }
   if (!tokenizer.ok()) {
     std::cerr << "longenc-tokenize-dump: " << tokenizer.status() << "\n";
@@ -115,7 +131,7 @@ int main(int argc, char** argv) {
         continue;
       }
       const auto start = std::chrono::steady_clock::now();
-      auto encoding = tokenizer->Encode(lines[i]);
+      auto encoding = (*tokenizer)->Encode(lines[i]);
       seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       bytes += static_cast<int64_t>(lines[i].size());
       if (encoding.ok()) tokens += static_cast<int64_t>(encoding->ids.size());
