@@ -20,12 +20,6 @@ namespace {
 
 using longenc::v1::Embedding;
 
-// A rejection that names documents of the request, not the server's state: splitting the batch
-// finds them.
-bool IsDocumentRejection(absl::StatusCode code) {
-  return code == absl::StatusCode::kInvalidArgument || code == absl::StatusCode::kOutOfRange;
-}
-
 std::string Lines(int64_t first, int64_t last) {
   return first == last ? absl::StrCat("line ", first) : absl::StrCat("lines ", first, "-", last);
 }
@@ -161,6 +155,10 @@ class Runner {
 
 int64_t EstimateTokens(const std::string& text) {
   return static_cast<int64_t>(text.size()) / 3 + 2;
+}
+
+bool IsDocumentRejection(absl::StatusCode code) {
+  return code == absl::StatusCode::kInvalidArgument || code == absl::StatusCode::kOutOfRange;
 }
 
 bool IsRetryable(absl::StatusCode code) {

@@ -65,6 +65,10 @@ using EmbedCall = std::function<CallOutcome(const longenc::v1::EmbedRequest&)>;
 // True for the codes a batch is retried on.
 bool IsRetryable(absl::StatusCode code);
 
+// True for the codes that reject documents of a request (INVALID_ARGUMENT, OUT_OF_RANGE), not
+// the server's state: the batch is split to find them.
+bool IsDocumentRejection(absl::StatusCode code);
+
 // Wait before retry `attempt` (0 = the first retry): a uniform draw from [d/2, d] where
 // d = min(max_backoff, backoff * 2^attempt) ("equal jitter": retries of many clients spread
 // out, none comes back at once), and never less than the server's hint. `unit` is in [0, 1).

@@ -225,17 +225,28 @@ class LineRanges {
       ranges_.emplace_back(line, line);
     }
   }
+  // Every line from `line` on (the lines never sent).
+  void AddFrom(int64_t line) {
+    if (ranges_.empty() || ranges_.back().second + 1 != line) ranges_.emplace_back(line, line);
+    open_end_ = true;
+  }
   bool empty() const { return ranges_.empty(); }
   std::string ToString() const {
     std::vector<std::string> parts;
-    for (const auto& [first, last] : ranges_) {
-      parts.push_back(first == last ? absl::StrCat(first) : absl::StrCat(first, "-", last));
+    for (size_t i = 0; i < ranges_.size(); ++i) {
+      const auto [first, last] = ranges_[i];
+      if (open_end_ && i + 1 == ranges_.size()) {
+        parts.push_back(absl::StrCat(first, "-"));
+      } else {
+        parts.push_back(first == last ? absl::StrCat(first) : absl::StrCat(first, "-", last));
+      }
     }
     return absl::StrJoin(parts, ",");
   }
 
  private:
   std::vector<std::pair<int64_t, int64_t>> ranges_;
+  bool open_end_ = false;
 };
 
 // Documents done / total and tokens per second on stderr: one line redrawn on a terminal,
@@ -378,7 +389,7 @@ int Embed(const std::vector<std::string>& args, const std::vector<std::string>& 
                         (progress_flag == "auto" && isatty(2) &&
                          (input.total() < 0 || input.total() >= 64)),
                     input.total(), input.skipped());
-  int64_t done = 0, failed = 0, tokens = 0, not_sent = 0;
+  int64_t done = 0, failed = 0, tokens = 0, own_failures = 0;
   LineRanges failed_lines;
   std::vector<std::string> failed_other;  // arguments and files
   std::vector<std::string> messages;      // the first few reasons
@@ -391,13 +402,15 @@ int Embed(const std::vector<std::string>& args, const std::vector<std::string>& 
       tokens += e->num_tokens();
     } else {
       ++failed;
-      if (e.status().code() == absl::StatusCode::kAborted) ++not_sent;
       if (input.IsLine(d)) {
         failed_lines.Add(d.line);
       } else {
         failed_other.push_back(input.Where(d));
       }
-      if (messages.size() < kMaxMessages && e.status().code() != absl::StatusCode::kAborted) {
+      // What stopped the run is said once, below; rejections and bad lines one by one.
+      const bool own = !d.input_error.ok() || IsDocumentRejection(e.status().code());
+      if (own) ++own_failures;
+      if (own && messages.size() < kMaxMessages) {
         const std::string code = d.input_error.ok()
                                      ? absl::StatusCodeToString(e.status().code()) + ": "
                                      : std::string("input: ");
@@ -430,9 +443,9 @@ int Embed(const std::vector<std::string>& args, const std::vector<std::string>& 
 
   // What failed and how to go on.
   for (const std::string& m : messages) std::fprintf(stderr, "longenc: embed: %s\n", m.c_str());
-  if (failed - not_sent > static_cast<int64_t>(messages.size())) {
+  if (own_failures > static_cast<int64_t>(messages.size())) {
     std::fprintf(stderr, "longenc: embed: ... and %lld more failed documents\n",
-                 static_cast<long long>(failed - not_sent - messages.size()));
+                 static_cast<long long>(own_failures - messages.size()));
   }
   const bool stopped = !summary.stop.ok();
   if (stopped) {
@@ -443,21 +456,17 @@ int Embed(const std::vector<std::string>& args, const std::vector<std::string>& 
     std::fprintf(stderr, "longenc: embed: stopped: %s: %s\n",
                  absl::StatusCodeToString(summary.stop.code()).c_str(), why.c_str());
   }
-  std::string unsent;
-  if (stopped && summary.first_unsent_line > 0 && !input.line_source().empty()) {
-    unsent = absl::StrCat(summary.first_unsent_line, "-");
-  }
-  if (failed > 0 || !unsent.empty()) {
+  const bool unsent = stopped && summary.first_unsent_line > 0 && !input.line_source().empty();
+  if (unsent) failed_lines.AddFrom(summary.first_unsent_line);
+  if (failed > 0 || unsent) {
     std::vector<std::string> where;
-    if (!failed_lines.empty() || !unsent.empty()) {
-      std::string lines = failed_lines.ToString();
-      if (!unsent.empty()) lines += (lines.empty() ? "" : ",") + unsent;
-      where.push_back(absl::StrCat(input.line_source(), " lines ", lines));
+    if (!failed_lines.empty()) {
+      where.push_back(absl::StrCat(input.line_source(), " lines ", failed_lines.ToString()));
     }
     where.insert(where.end(), failed_other.begin(), failed_other.end());
     std::fprintf(stderr, "longenc: embed: %lld embedded, %lld failed%s; not embedded: %s\n",
                  static_cast<long long>(done - failed), static_cast<long long>(failed),
-                 unsent.empty() ? "" : ", the rest not sent",
+                 unsent ? ", the rest not sent" : "",
                  absl::StrJoin(where, "; ").c_str());
     if (output == "-") {
       std::fprintf(stderr,
@@ -469,6 +478,9 @@ int Embed(const std::vector<std::string>& args, const std::vector<std::string>& 
     } else {
       std::fprintf(stderr, "longenc: embed: to resume (embeds only what %s lacks):\n  %s\n",
                    output.c_str(), ResumeCommand(argv).c_str());
+      if (!absl::GetFlag(FLAGS_api_key).empty()) {
+        std::fprintf(stderr, "  (--api_key left out: give it through $LONGENC_API_KEY)\n");
+      }
     }
   }
   if (!finished.ok()) return Report(finished, "output");

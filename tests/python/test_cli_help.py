@@ -12,7 +12,8 @@ PROGRAMS = {
     "longenc-server": ["port", "max_queue", "tls_cert", "model_dir", "attention", "position_mode"],
     "longenc-encode": ["input", "pooling", "max_length", "model_dir", "attention", "threads"],
     "longenc-calibrate": ["input", "output", "steps", "model_dir", "attention_options"],
-    "longenc": ["server", "format", "tls", "api_key"],
+    "longenc": ["server", "format", "tls", "api_key", "batch_documents", "batch_tokens", "retries",
+                "resume"],
     "longenc-tokenize-dump": ["model_dir", "vocab"],
 }
 
