@@ -18,6 +18,7 @@
 #include "model/tokenizer/pipeline_tokenizer.h"
 #include "model/tokenizer/pre_tokenizers.h"
 #include "model/tokenizer/precompiled_charsmap.h"
+#include "model/tokenizer/serde_float.h"
 #include "model/tokenizer/unigram.h"
 #include "model/tokenizer/wordpiece.h"
 #include "nlohmann/json.hpp"
@@ -342,8 +343,9 @@ absl::StatusOr<std::unique_ptr<internal::SubwordModel>> ReadBpe(const json& mode
   return std::unique_ptr<internal::SubwordModel>(*std::move(bpe));
 }
 
-absl::StatusOr<std::unique_ptr<internal::SubwordModel>> ReadUnigram(const json& model,
-                                                                    const Where& w) {
+// `score_texts`: the scores as written in the file (serde_float.h), when they could be found.
+absl::StatusOr<std::unique_ptr<internal::SubwordModel>> ReadUnigram(
+    const json& model, const std::vector<std::string>& score_texts, const Where& w) {
   ASSIGN_OR_RETURN(const json* vocab, Field(model, "vocab", w, true));
   if (!vocab->is_array()) return w.At("vocab").Error("must be an array of [piece, score]");
   std::vector<std::pair<std::string, double>> pieces;
@@ -354,6 +356,11 @@ absl::StatusOr<std::unique_ptr<internal::SubwordModel>> ReadUnigram(const json& 
       return w.At("vocab").At(std::to_string(i)).Error("must be [piece, score]");
     }
     pieces.emplace_back(p[0].get<std::string>(), p[1].get<double>());
+  }
+  if (score_texts.size() == pieces.size()) {
+    for (size_t i = 0; i < pieces.size(); ++i) {
+      if (auto score = internal::SerdeJsonF64(score_texts[i])) pieces[i].second = *score;
+    }
   }
   std::optional<int32_t> unk;
   ASSIGN_OR_RETURN(const json* unk_id, Field(model, "unk_id", w, false));
@@ -488,7 +495,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Parse(std::string_view text, const st
   if (type == "BPE") {
     ASSIGN_OR_RETURN(parts.model, ReadBpe(*model, w.At("model")));
   } else if (type == "Unigram") {
-    ASSIGN_OR_RETURN(parts.model, ReadUnigram(*model, w.At("model")));
+    ASSIGN_OR_RETURN(parts.model,
+                     ReadUnigram(*model, internal::UnigramScoreTexts(text), w.At("model")));
   } else {
     return Unsupported(w.At("model"), type);
   }

@@ -1,0 +1,225 @@
+"""The C++ tokenizer.json tokenizers give the same token ids and offsets as Hugging Face's.
+
+Three tokenizers are trained here, in a temporary directory, on linux-doc text (nothing is
+downloaded): a SentencePiece Unigram model converted by transformers as it converts XLM-R
+(Precompiled normaliser, WhitespaceSplit + Metaspace, <s> $A </s>), a byte-level BPE and a BERT
+WordPiece trained with `tokenizers`. Variants rewrite the JSON the way hub models differ: bge-m3's
+extra Replace normaliser, ModernBERT's NFC + ByteLevel + [CLS] $A [SEP] template, RoBERTa's
+add_prefix_space + RobertaProcessing with trimmed offsets, a <mask> with lstrip. The reference is
+`tokenizers.Tokenizer.from_file` on the same file; the C++ side is `longenc-tokenize-dump
+--model_dir` (LoadTokenizer), whose byte offsets are turned into character offsets the way the
+`tokenizers` Python binding turns its own (BytesToCharOffsetConverter: a byte inside a character
+counts as that character), so offsets are compared as Python users see them. Texts: the >= 5,000 linux-doc lines and whole documents of
+test_tokenizer_parity.py, its edge cases and the ones below.
+"""
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from test_tokenizer_parity import (EDGE_CASES, MIN_DOC_LINES, assert_same, dump_tool,
+                                   linux_doc, run_dump)
+
+tokenizers = pytest.importorskip("tokenizers")
+
+VOCAB_SIZE = 4000
+EXTRA_EDGE_CASES = [
+    "   leading and trailing   ",
+    "\n\n\nnewlines\n\n",
+    "tabs\t\tand\u3000ideographic\u00a0spaces",
+    "don't you'll I'm we've they're he'd 'S 'RE ''s",
+    "12345 3.14159 1,000,000 ½ ² ٣ 〇",
+    "▁already ▁▁ metaspace ▁",
+    "Ġ Ċ byte level lookalikes",
+    "ＡＢＣ ﬁ ℌ ㍻ ① ｶﾀｶﾅ",  # NFKC-changed characters
+    "e\u0301\u0301 \u0301 Å Å",  # composed / decomposed forms
+    "<s> </s> <pad> <unk> <mask>",
+    "a<mask>b  <mask>  c <s>x</s>",
+    "[CLS] [SEP] [MASK] x[MASK]y",
+    "\u200b\u200d\ufeff\u2060",
+    "🤗" * 50,
+    "x" * 5000,
+    "é" * 3000,
+    "a " * 2000,
+]
+
+
+def _train_texts(lines):
+    return lines[::2]
+
+
+def _unigram(work, lines):
+    spm = pytest.importorskip("sentencepiece")
+    transformers = pytest.importorskip("transformers")
+    corpus = work / "corpus.txt"
+    corpus.write_text("\n".join(_train_texts(lines)), encoding="utf-8")
+    spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(work / "spm"),
+                                   vocab_size=VOCAB_SIZE, model_type="unigram",
+                                   character_coverage=0.9995, minloglevel=2)
+    src = work / "spm_dir"
+    src.mkdir()
+    shutil.copy(work / "spm.model", src / "sentencepiece.bpe.model")
+    out = work / "unigram"
+    transformers.XLMRobertaTokenizer.from_pretrained(str(src)).save_pretrained(str(out))
+    return json.loads((out / "tokenizer.json").read_text(encoding="utf-8"))
+
+
+def _bpe(lines):
+    tok = tokenizers.ByteLevelBPETokenizer()
+    tok.train_from_iterator(_train_texts(lines), vocab_size=VOCAB_SIZE, min_frequency=2,
+                            special_tokens=["[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]",
+                                            "<s>", "</s>", "<pad>", "<unk>", "<mask>"])
+    return json.loads(tok.to_str())
+
+
+def _wordpiece(lines):
+    tok = tokenizers.BertWordPieceTokenizer(lowercase=True)
+    tok.train_from_iterator(_train_texts(lines), vocab_size=VOCAB_SIZE)
+    tok.post_processor = tokenizers.processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+    return json.loads(tok.to_str())
+
+
+def _template(cls, sep, spec):
+    ids = {t["content"]: t["id"] for t in spec["added_tokens"]}
+    return {"type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": cls, "type_id": 0}},
+                       {"Sequence": {"id": "A", "type_id": 0}},
+                       {"SpecialToken": {"id": sep, "type_id": 0}}],
+            "pair": [{"Sequence": {"id": "A", "type_id": 0}},
+                     {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {t: {"id": t, "ids": [ids[t]], "tokens": [t]} for t in (cls, sep)}}
+
+
+def _variants(unigram, bpe, wordpiece):
+    """name -> tokenizer.json object, each a hub model's shape."""
+    bge = json.loads(json.dumps(unigram))
+    bge["normalizer"] = {"type": "Sequence", "normalizers": [
+        unigram["normalizer"],
+        {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "}]}
+    for t in bge["added_tokens"]:
+        if t["content"] == "<mask>":
+            t["lstrip"] = True
+
+    modernbert = json.loads(json.dumps(bpe))
+    modernbert["normalizer"] = {"type": "NFC"}
+    modernbert["pre_tokenizer"] = {"type": "ByteLevel", "add_prefix_space": False,
+                                   "trim_offsets": True, "use_regex": True}
+    modernbert["post_processor"] = _template("[CLS]", "[SEP]", bpe)
+
+    roberta = json.loads(json.dumps(bpe))
+    roberta["normalizer"] = None
+    roberta["pre_tokenizer"] = {"type": "ByteLevel", "add_prefix_space": True,
+                                "trim_offsets": True, "use_regex": True}
+    ids = {t["content"]: t["id"] for t in bpe["added_tokens"]}
+    roberta["post_processor"] = {"type": "RobertaProcessing", "sep": ["</s>", ids["</s>"]],
+                                 "cls": ["<s>", ids["<s>"]], "trim_offsets": True,
+                                 "add_prefix_space": True}
+    for t in roberta["added_tokens"]:
+        if t["content"] == "<mask>":
+            t["lstrip"] = True
+    return {"unigram_xlmr": unigram, "unigram_bge_m3": bge, "bpe_modernbert": modernbert,
+            "bpe_roberta": roberta, "wordpiece": wordpiece}
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, linux_doc):
+    """name -> (model directory holding tokenizer.json, HF tokenizers.Tokenizer)."""
+    work = tmp_path_factory.mktemp("tokenizer_json")
+    lines = linux_doc[1]
+    variants = _variants(_unigram(work, lines), _bpe(lines), _wordpiece(lines))
+    out = {}
+    for name, spec in variants.items():
+        directory = work / name
+        directory.mkdir()
+        path = directory / "tokenizer.json"
+        path.write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
+        reference = tokenizers.Tokenizer.from_file(str(path))
+        reference.no_truncation()
+        reference.no_padding()
+        out[name] = (directory, reference)
+    return out
+
+
+NAMES = ["unigram_xlmr", "unigram_bge_m3", "bpe_modernbert", "bpe_roberta", "wordpiece"]
+
+
+def hf_encode(reference, texts):
+    encodings = reference.encode_batch(list(texts), add_special_tokens=True)
+    return [{"ids": e.ids, "offsets": [list(o) for o in e.offsets]} for e in encodings]
+
+
+def char_offsets(text, offsets):
+    """Byte offsets -> character offsets, as tokenizers' BytesToCharOffsetConverter does."""
+    char_of = {}
+    byte = 0
+    for i, ch in enumerate(text):
+        for _ in range(len(ch.encode("utf-8"))):
+            char_of[byte] = i
+            byte += 1
+    char_of[byte] = len(text)  # the end (HF converts before trimming, so never misses it)
+    out = []
+    for begin, end in offsets:
+        if begin in char_of and end in char_of:
+            out.append([char_of[begin], char_of[end]])
+        elif begin in char_of:
+            out.append([char_of[begin], char_of.get(end - 1, char_of[begin]) + 1])
+        else:
+            out.append([begin, end])
+    return out
+
+
+def compare(dump_tool, trained, name, texts, labels=None):
+    directory, reference = trained[name]
+    ours = run_dump(dump_tool, texts, f"--model_dir={directory}")
+    for text, o in zip(texts, ours):
+        if "offsets" in o:
+            o["offsets"] = char_offsets(text, o["offsets"])
+    theirs = hf_encode(reference, texts)
+    mismatches = sum(o.get("ids") != t["ids"] or o.get("offsets") != t["offsets"]
+                     for o, t in zip(ours, theirs))
+    print(f"{name}: {len(texts)} texts compared, {mismatches} differ")
+    assert_same(texts, ours, theirs, labels)
+
+
+def test_tokenizer_kinds(trained):
+    kinds = {name: json.loads((d / "tokenizer.json").read_text())["model"]["type"]
+             for name, (d, _) in trained.items()}
+    assert kinds == {"unigram_xlmr": "Unigram", "unigram_bge_m3": "Unigram",
+                     "bpe_modernbert": "BPE", "bpe_roberta": "BPE", "wordpiece": "WordPiece"}
+    unigram = json.loads((trained["unigram_xlmr"][0] / "tokenizer.json").read_text())
+    assert unigram["normalizer"]["type"] == "Precompiled"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_linux_doc_lines(dump_tool, trained, linux_doc, name):
+    labels, lines, _ = linux_doc
+    assert len(lines) >= MIN_DOC_LINES
+    compare(dump_tool, trained, name, lines, labels)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_linux_doc_whole_documents(dump_tool, trained, linux_doc, name):
+    labels = [d[0] for d in linux_doc[2]]
+    docs = [d[1] for d in linux_doc[2]]
+    compare(dump_tool, trained, name, docs, labels)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_edge_cases(dump_tool, trained, name):
+    texts = EDGE_CASES + EXTRA_EDGE_CASES
+    compare(dump_tool, trained, name, texts)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_invalid_utf8_is_refused(dump_tool, trained, name):
+    directory, _ = trained[name]
+    proc = subprocess.run([str(dump_tool), f"--model_dir={directory}"],
+                          input=b"ok\nabc\xffdef\n\xe2\x82\n", capture_output=True, check=True,
+                          timeout=60)
+    lines = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    assert isinstance(lines[0], list) and len(lines[0]) >= 3
+    assert "byte offset 3" in lines[1]["error"]
+    assert "byte offset 0" in lines[2]["error"]
