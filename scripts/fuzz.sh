@@ -5,8 +5,8 @@
 # build-fuzz/fuzz-artifacts/<target>/; copy it to tests/fuzz/<target>/regressions/ (the
 # fuzz_<target>_replay tests then replay it in every build) and fix the bug.
 #
-# Usage: scripts/fuzz.sh [target ...]   targets: tokenizer tokenizer_files safetensors config
-#        embed_request (default: all)
+# Usage: scripts/fuzz.sh [target ...]   targets: tokenizer tokenizer_files tokenizer_json
+#        safetensors config embed_request (default: all)
 # Environment: FUZZ_SECONDS (per target; 0 = build and replay only), FUZZ_BUILD (build dir),
 #              JOBS (build parallelism),
 #              FUZZ_ARGS (extra libFuzzer flags, e.g. "-jobs=2 -workers=2").
@@ -16,7 +16,7 @@ cd "$root"
 build="${FUZZ_BUILD:-build-fuzz}"
 seconds="${FUZZ_SECONDS:-30}"
 targets=("$@")
-if [[ ${#targets[@]} -eq 0 ]]; then targets=(tokenizer tokenizer_files safetensors config embed_request); fi
+if [[ ${#targets[@]} -eq 0 ]]; then targets=(tokenizer tokenizer_files tokenizer_json safetensors config embed_request); fi
 
 # The libraries get coverage and sanitizer instrumentation (fuzzer-no-link); the fuzz binaries
 # themselves add -fsanitize=fuzzer in tests/fuzz/CMakeLists.txt.

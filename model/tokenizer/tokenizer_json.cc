@@ -1,5 +1,6 @@
 #include "model/tokenizer/tokenizer_json.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -511,6 +512,19 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Parse(std::string_view text, const st
   }
   ASSIGN_OR_RETURN(const json* pp, Field(root, "post_processor", w, false));
   if (pp != nullptr) RETURN_IF_ERROR(ReadPostProcessor(*pp, w.At("post_processor"), &parts.post));
+  // The template's ids must be tokens the model has (the embedding table is that large).
+  int64_t vocab_size = parts.model->vocab_size();
+  for (const AddedToken& t : parts.added_tokens) {
+    vocab_size = std::max<int64_t>(vocab_size, static_cast<int64_t>(t.id) + 1);
+  }
+  for (const auto* ids : {&parts.post.prefix, &parts.post.suffix}) {
+    for (int32_t id : *ids) {
+      if (id >= vocab_size) {
+        return w.At("post_processor").Error(
+            absl::StrCat("special token id ", id, " is outside the vocabulary of ", vocab_size));
+      }
+    }
+  }
   return std::unique_ptr<Tokenizer>(std::make_unique<PipelineTokenizer>(std::move(parts)));
 }
 

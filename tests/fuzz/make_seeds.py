@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Writes the seed corpora of the safetensors, config, embed_request and tokenizer_files
-fuzz targets (the tokenizer seeds are hand-written).
+"""Writes the seed corpora of the safetensors, config, embed_request, tokenizer_files and
+tokenizer_json fuzz targets (the tokenizer seeds are hand-written).
 
 The seeds are committed; run this again only to change them:
     .venv/bin/python tests/fuzz/make_seeds.py
@@ -156,7 +156,114 @@ def tokenizer_files_seeds() -> None:
     write(out / "empty_vocab", config + b"\0")
 
 
+# A SentencePiece precompiled_charsmap for the rules A->a, B->b, U+FF21->A, A+U+0301->U+00C1,
+# U+2460->1, U+FB01->fi, U+3000->space, U+200B->nothing (spm_train --normalization_rule_tsv;
+# tests/unit/tokenizer/tokenizer_json_test.cc uses the same map).
+SMALL_CHARSMAP = (
+    "AAQAAAAAAQBBCQAAQhEAAAcAAICBBQAADgAAgAkAAICAEAIAiwUAAAAAAICgBQAAAwAAgIAEAgCADQAAAQAAgKx4Ag"
+    "CBBQAACwAAgKEFAAAFAACAFQAAABQAAACR8AIAFgAAABkAAAAYAAAAGwAAABoAAAAdAAAAHAAAAB8AAAC8sAIAIQAA"
+    "ACAAAAAjAAAAIgAAACUAAAAkAAAAJwAAACYAAAApAAAAKAAAACsAAAAqAAAALQAAACwAAAAvAAAALgAAADEAAAAwAA"
+    "AAMwAAADIAAAA1AAAANAAAADcAAAA2AAAAOQAAADgAAAA7AAAAOgAAAD0AAAA8AAAAPwAAAD4AAABBAAAAQAAAAEMA"
+    "AABCAAAARQAAAEQAAABHAAAARgAAAEkAAABIAAAASwAAAEoAAABNAAAATAAAAE8AAABOAAAAUQAAAFAAAABTAAAAUg"
+    "AAAFUAAABUAAAAVwAAAFYAAABZAAAAWAAAAFsAAABaAAAAXQAAAFwAAABfAAAAXgAAAGEAAABgAAAAYwAAAGIAAABl"
+    "AAAAZAAAAGcAAABmAAAAaQAAAGgAAABrAAAAagAAAG0AAABsAAAAbwAAAG4AAABxAAAAcAAAAHMAAAByAAAAdQAAAH"
+    "QAAAB3AAAAdgAAAHkAAAB4AAAAewAAAHoAAAB9AAAAfAAAAH8AAAB+AAAAgQAAAIAAAACDAAAAggAAAIUAAACEAAAA"
+    "hwAAAIYAAACJAAAAiAAAAIsAAACKAAAAjQAAAIwAAACPAAAAjgAAAJEAAACQAAAAkwAAAJIAAACVAAAAlAAAAJcAAA"
+    "CWAAAAmQAAAJgAAACbAAAAmgAAAJ0AAACcAAAAnwAAAJ4AAAChAAAAoAAAAOKUAADjvAAApQAAAKQAAACnAAAApgAA"
+    "AKkAAACoAAAAqwAAAKoAAACtAAAArAAAAK8AAADvMAAAsQAAALAAAACzAAAAsgAAALUAAAC0AAAAtwAAALYAAAC5AA"
+    "AAuAAAALsAAAC6AAAAvQAAALwAAAC/AAAAvgAAAMEAAADAAAAAwwAAAMIAAADFAAAAxAAAAMcAAADGAAAAyQAAAMgA"
+    "AADLAAAAygAAAM0AAADMAAAAzwAAAMwoAQDRAAAA0AAAANMAAADSAAAA1QAAANQAAADXAAAA1gAAANkAAADYAAAA2w"
+    "AAANoAAADdAAAA3AAAAN8AAADeAAAA4QAAAOAAAADjAAAA4gAAAOUAAADkAAAA5wAAAOYAAADpAAAA6AAAAOsAAADq"
+    "AAAA7QAAAOwAAADvAAAA7gAAAPEAAADwAAAA8wAAAPIAAAD1AAAA9AAAAPcAAAD2AAAA+QAAAPgAAAD7AAAA+gAAAP"
+    "0AAAD8AAAA/wAAAP4AAAAAIAAxAEEAYQBiAGZpAMOBAA==")
+
+
+def _added(i, content, lstrip=False):
+    return {"id": i, "content": content, "single_word": False, "lstrip": lstrip,
+            "rstrip": False, "normalized": False, "special": True}
+
+
+def _template(cls, cls_id, sep, sep_id):
+    return {"type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": cls, "type_id": 0}},
+                       {"Sequence": {"id": "A", "type_id": 0}},
+                       {"SpecialToken": {"id": sep, "type_id": 0}}],
+            "pair": [{"Sequence": {"id": "A", "type_id": 0}},
+                     {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {cls: {"id": cls, "ids": [cls_id], "tokens": [cls]},
+                               sep: {"id": sep, "ids": [sep_id], "tokens": [sep]}}}
+
+
+def tokenizer_json_seeds() -> None:
+    out = HERE / "tokenizer_json" / "corpus"
+    dump = lambda spec: json.dumps(spec, ensure_ascii=False).encode()
+    letters = "abcdefghijklmnopqrstuvwxyzĠÃ©'"
+    vocab = {"[CLS]": 0, "[SEP]": 1, **{c: i + 2 for i, c in enumerate(letters)}}
+    merges = ["h e", "l l", "he ll", "hell o", "Ġ w", "o r", "Ġw or", "' s", "Ã ©"]
+    for m in merges:
+        vocab.setdefault(m.replace(" ", ""), len(vocab))
+    bpe = {"version": "1.0", "added_tokens": [_added(0, "[CLS]"), _added(1, "[SEP]")],
+           "normalizer": {"type": "NFC"},
+           "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False,
+                             "trim_offsets": True, "use_regex": True},
+           "post_processor": _template("[CLS]", 0, "[SEP]", 1),
+           "model": {"type": "BPE", "dropout": None, "unk_token": None, "vocab": vocab,
+                     "merges": merges}}
+    write(out / "bpe_modernbert", dump(bpe))
+    roberta = json.loads(json.dumps(bpe))
+    roberta["normalizer"] = {"type": "Sequence", "normalizers": [{"type": "Lowercase"},
+                                                                  {"type": "NFKC"}]}
+    roberta["post_processor"] = {"type": "Sequence", "processors": [
+        {"type": "ByteLevel", "trim_offsets": True, "add_prefix_space": True},
+        {"type": "RobertaProcessing", "sep": ["[SEP]", 1], "cls": ["[CLS]", 0]}]}
+    roberta["model"]["merges"] = [m.split(" ") for m in merges]
+    roberta["model"]["unk_token"] = "a"
+    roberta["model"]["fuse_unk"] = True
+    write(out / "bpe_roberta", dump(roberta))
+    pieces = [["<s>", 0.0], ["<pad>", 0.0], ["</s>", 0.0], ["<unk>", 0.0], ["\u2581", -2.0]]
+    pieces += [[c, -3.0 - i / 10] for i, c in enumerate("abcdefghijklmnopqrstuvwxyz")]
+    pieces += [["\u2581the", -4.0], ["\u2581a", -3.5], ["he", -5.0], ["<0x41>", -9.0]]
+    unigram = {"added_tokens": [_added(0, "<s>"), _added(2, "</s>"),
+                                _added(len(pieces), "<mask>", lstrip=True)],
+               "normalizer": {"type": "Sequence", "normalizers": [
+                   {"type": "Precompiled", "precompiled_charsmap": SMALL_CHARSMAP},
+                   {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "}]},
+               "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+                   {"type": "WhitespaceSplit"},
+                   {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always",
+                    "split": True}]},
+               "post_processor": _template("<s>", 0, "</s>", 2),
+               "model": {"type": "Unigram", "unk_id": 3, "vocab": pieces,
+                         "byte_fallback": True}}
+    write(out / "unigram_bge_m3", dump(unigram))
+    legacy = json.loads(json.dumps(unigram))
+    legacy["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581",
+                               "add_prefix_space": True}
+    legacy["normalizer"] = {"type": "Replace", "pattern": {"String": "``"}, "content": "\""}
+    write(out / "unigram_legacy_metaspace", dump(legacy))
+    wordpiece = {"added_tokens": [_added(0, "[PAD]"), _added(1, "[UNK]"), _added(2, "[CLS]"),
+                                  _added(3, "[SEP]")],
+                 "normalizer": {"type": "BertNormalizer", "clean_text": True,
+                                "handle_chinese_chars": True, "strip_accents": None,
+                                "lowercase": True},
+                 "pre_tokenizer": {"type": "BertPreTokenizer"},
+                 "post_processor": {"type": "BertProcessing", "sep": ["[SEP]", 3],
+                                    "cls": ["[CLS]", 2]},
+                 "model": {"type": "WordPiece", "unk_token": "[UNK]",
+                           "continuing_subword_prefix": "##", "max_input_chars_per_word": 100,
+                           "vocab": {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "un": 4,
+                                     "##aff": 5, "##able": 6, "東": 7}}}
+    write(out / "wordpiece", dump(wordpiece))
+    broken = json.loads(json.dumps(unigram))
+    broken["normalizer"]["normalizers"][0]["precompiled_charsmap"] = "AAQAAAAA"
+    write(out / "bad_charsmap", dump(broken))
+    write(out / "template_id_out_of_range",
+          dump({**bpe, "post_processor": _template("[CLS]", 0, "[SEP]", 99999)}))
+    write(out / "not_json", b'{"model": {"type": "BPE", "vocab": {')
+
+
 if __name__ == "__main__":
+    tokenizer_json_seeds()
     tokenizer_files_seeds()
     safetensors_seeds()
     config_seeds()

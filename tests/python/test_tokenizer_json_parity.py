@@ -82,17 +82,6 @@ def _wordpiece(lines):
     return json.loads(tok.to_str())
 
 
-def _template(cls, sep, spec):
-    ids = {t["content"]: t["id"] for t in spec["added_tokens"]}
-    return {"type": "TemplateProcessing",
-            "single": [{"SpecialToken": {"id": cls, "type_id": 0}},
-                       {"Sequence": {"id": "A", "type_id": 0}},
-                       {"SpecialToken": {"id": sep, "type_id": 0}}],
-            "pair": [{"Sequence": {"id": "A", "type_id": 0}},
-                     {"Sequence": {"id": "B", "type_id": 1}}],
-            "special_tokens": {t: {"id": t, "ids": [ids[t]], "tokens": [t]} for t in (cls, sep)}}
-
-
 def _variants(unigram, bpe, wordpiece):
     """name -> tokenizer.json object, each a hub model's shape."""
     bge = json.loads(json.dumps(unigram))
@@ -103,11 +92,15 @@ def _variants(unigram, bpe, wordpiece):
         if t["content"] == "<mask>":
             t["lstrip"] = True
 
-    modernbert = json.loads(json.dumps(bpe))
-    modernbert["normalizer"] = {"type": "NFC"}
-    modernbert["pre_tokenizer"] = {"type": "ByteLevel", "add_prefix_space": False,
-                                   "trim_offsets": True, "use_regex": True}
-    modernbert["post_processor"] = _template("[CLS]", "[SEP]", bpe)
+    # ModernBERT's parts, written by `tokenizers` itself.
+    tok = tokenizers.Tokenizer.from_str(json.dumps(bpe))
+    tok.normalizer = tokenizers.normalizers.NFC()
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False,
+                                                           use_regex=True)
+    tok.post_processor = tokenizers.processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[(t, tok.token_to_id(t)) for t in ("[CLS]", "[SEP]")])
+    modernbert = json.loads(tok.to_str())
 
     roberta = json.loads(json.dumps(bpe))
     roberta["normalizer"] = None
@@ -223,3 +216,12 @@ def test_invalid_utf8_is_refused(dump_tool, trained, name):
     assert isinstance(lines[0], list) and len(lines[0]) >= 3
     assert "byte offset 3" in lines[1]["error"]
     assert "byte offset 0" in lines[2]["error"]
+
+
+# The character classes that matter are the Precompiled map with grapheme clusters (Unigram)
+# and NFC with GPT-2's letter/number/space classes (BPE); the other variants add nothing here.
+@pytest.mark.parametrize("name", ["unigram_xlmr", "bpe_modernbert"])
+def test_every_code_point(dump_tool, trained, name):
+    from test_tokenizer_parity import _code_point_lines
+    labelled = _code_point_lines()
+    compare(dump_tool, trained, name, [t for _, t in labelled], [label for label, _ in labelled])

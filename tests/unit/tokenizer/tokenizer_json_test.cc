@@ -14,6 +14,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "model/tokenizer/normalized_string.h"
+#include "model/tokenizer/normalizers.h"
 #include "model/tokenizer/pre_tokenizers.h"
 #include "model/tokenizer/precompiled_charsmap.h"
 #include "model/tokenizer/serde_float.h"
@@ -221,6 +222,54 @@ TEST(SerdeFloatTest, ReadsAsSerdeJsonDoes) {
   EXPECT_NE(*serde, std::strtod("-9.764354705810547", nullptr));
   EXPECT_FALSE(internal::SerdeJsonF64("1.").has_value());
   EXPECT_FALSE(internal::SerdeJsonF64("abc").has_value());
+}
+
+// Written by spm_train --normalization_rule_tsv for the rules A->a, B->b, U+FF21->A,
+// A+U+0301->U+00C1, U+2460->1, U+FB01->fi, U+3000->space, U+200B->nothing (the same map as
+// the tokenizer_json fuzz seeds, tests/fuzz/make_seeds.py).
+constexpr char kSmallCharsmap[] =
+    "AAQAAAAAAQBBCQAAQhEAAAcAAICBBQAADgAAgAkAAICAEAIAiwUAAAAAAICgBQAAAwAAgIAEAgCADQAAAQAAgKx4"
+    "AgCBBQAACwAAgKEFAAAFAACAFQAAABQAAACR8AIAFgAAABkAAAAYAAAAGwAAABoAAAAdAAAAHAAAAB8AAAC8sAIA"
+    "IQAAACAAAAAjAAAAIgAAACUAAAAkAAAAJwAAACYAAAApAAAAKAAAACsAAAAqAAAALQAAACwAAAAvAAAALgAAADEA"
+    "AAAwAAAAMwAAADIAAAA1AAAANAAAADcAAAA2AAAAOQAAADgAAAA7AAAAOgAAAD0AAAA8AAAAPwAAAD4AAABBAAAA"
+    "QAAAAEMAAABCAAAARQAAAEQAAABHAAAARgAAAEkAAABIAAAASwAAAEoAAABNAAAATAAAAE8AAABOAAAAUQAAAFAA"
+    "AABTAAAAUgAAAFUAAABUAAAAVwAAAFYAAABZAAAAWAAAAFsAAABaAAAAXQAAAFwAAABfAAAAXgAAAGEAAABgAAAA"
+    "YwAAAGIAAABlAAAAZAAAAGcAAABmAAAAaQAAAGgAAABrAAAAagAAAG0AAABsAAAAbwAAAG4AAABxAAAAcAAAAHMA"
+    "AAByAAAAdQAAAHQAAAB3AAAAdgAAAHkAAAB4AAAAewAAAHoAAAB9AAAAfAAAAH8AAAB+AAAAgQAAAIAAAACDAAAA"
+    "ggAAAIUAAACEAAAAhwAAAIYAAACJAAAAiAAAAIsAAACKAAAAjQAAAIwAAACPAAAAjgAAAJEAAACQAAAAkwAAAJIA"
+    "AACVAAAAlAAAAJcAAACWAAAAmQAAAJgAAACbAAAAmgAAAJ0AAACcAAAAnwAAAJ4AAAChAAAAoAAAAOKUAADjvAAA"
+    "pQAAAKQAAACnAAAApgAAAKkAAACoAAAAqwAAAKoAAACtAAAArAAAAK8AAADvMAAAsQAAALAAAACzAAAAsgAAALUA"
+    "AAC0AAAAtwAAALYAAAC5AAAAuAAAALsAAAC6AAAAvQAAALwAAAC/AAAAvgAAAMEAAADAAAAAwwAAAMIAAADFAAAA"
+    "xAAAAMcAAADGAAAAyQAAAMgAAADLAAAAygAAAM0AAADMAAAAzwAAAMwoAQDRAAAA0AAAANMAAADSAAAA1QAAANQA"
+    "AADXAAAA1gAAANkAAADYAAAA2wAAANoAAADdAAAA3AAAAN8AAADeAAAA4QAAAOAAAADjAAAA4gAAAOUAAADkAAAA"
+    "5wAAAOYAAADpAAAA6AAAAOsAAADqAAAA7QAAAOwAAADvAAAA7gAAAPEAAADwAAAA8wAAAPIAAAD1AAAA9AAAAPcA"
+    "AAD2AAAA+QAAAPgAAAD7AAAA+gAAAP0AAAD8AAAA/wAAAP4AAAAAIAAxAEEAYQBiAGZpAMOBAA==";
+
+std::pair<std::string, std::vector<internal::Span>> Precompile(std::string_view text) {
+  auto blob = internal::DecodeBase64(kSmallCharsmap);
+  EXPECT_TRUE(blob.has_value());
+  auto map = internal::PrecompiledCharsmap::Parse(blob.value_or(""));
+  EXPECT_TRUE(map.ok()) << map.status();
+  auto normalizer = internal::MakePrecompiled(*std::move(map));
+  internal::NormalizedString s(text, 0);
+  normalizer->Normalize(&s);
+  std::vector<internal::Span> spans;
+  for (size_t i = 0; i < s.text().size(); ++i) spans.push_back(s.OriginalSpan(i, i + 1));
+  return {s.text(), spans};
+}
+
+TEST(PrecompiledCharsmapTest, NormalisesAsHfDoes) {
+  // Expected texts are what `tokenizers` gives with this map.
+  EXPECT_EQ(Precompile("AB").first, "ab");
+  EXPECT_EQ(Precompile("\uFF21B").first, "Ab");
+  EXPECT_EQ(Precompile("\u2460 a\u3000b x\u200By").first, "1 a b xy");
+  // A grapheme shorter than 6 bytes is replaced whole by its shortest matching prefix: "A"
+  // matches before "A\u0301", so the accent is lost (HF's "yes, this seems broken" rule).
+  EXPECT_EQ(Precompile("A\u0301x").first, "ax");
+  EXPECT_EQ(Precompile("\uFF21\uFF21\u0301").first, "AA");
+  const auto [fi, spans] = Precompile("\uFB01!");
+  EXPECT_EQ(fi, "fi!");
+  EXPECT_EQ(spans, (std::vector<internal::Span>{{0, 3}, {0, 3}, {3, 4}}));
 }
 
 TEST(PrecompiledCharsmapTest, RefusesBrokenBlobs) {
