@@ -69,6 +69,9 @@ class Runner {
   }
 
   void Stop() { stopping_ = true; }
+  bool Stopping() const {
+    return stopping_ || (batch_.interrupted != nullptr && batch_.interrupted->load());
+  }
 
  private:
   // Sends the documents of `b` at `positions`; a rejection splits them until the offending
@@ -76,7 +79,7 @@ class Runner {
   void Send(Batch* b, const std::vector<size_t>& positions) {
     const std::string where = Lines(b->documents[positions.front()].line,
                                     b->documents[positions.back()].line);
-    if (stopping_) {
+    if (Stopping()) {
       for (size_t p : positions) {
         b->results[p] = absl::AbortedError("not sent: the run stopped on an earlier error");
       }
@@ -120,7 +123,7 @@ class Runner {
                                                 " documents"));
       }
       if (outcome.response.ok() || !IsRetryable(outcome.response.status().code()) ||
-          attempt >= batch_.retries || stopping_) {
+          attempt >= batch_.retries || Stopping()) {
         if (!outcome.response.ok() && attempt > 0) {
           return absl::Status(outcome.response.status().code(),
                               absl::StrCat(outcome.response.status().message(), " (after ",
@@ -132,8 +135,11 @@ class Runner {
       const absl::Duration wait = RetryDelay(batch_, attempt, outcome.retry_after, Unit());
       if (batch_.sleep) {
         batch_.sleep(wait);
-      } else {
-        absl::SleepFor(wait);
+        continue;
+      }
+      // In slices, so that an interruption does not wait out a long backoff.
+      for (const absl::Time end = absl::Now() + wait; absl::Now() < end && !Stopping();) {
+        absl::SleepFor(std::min(absl::Milliseconds(100), end - absl::Now()));
       }
     }
   }
@@ -214,6 +220,10 @@ BatchSummary EmbedInBatches(
   bool stopped = false;
   bool sink_failed = false;  // nothing more is handed to the sink
   while (true) {
+    if (!stopped && batch.interrupted != nullptr && batch.interrupted->load()) {
+      summary.stop = absl::CancelledError("interrupted");
+      stopped = true;
+    }
     while (!stopped && !input_done && pending.size() < in_flight) {
       std::unique_ptr<Batch> b = form();
       if (b == nullptr) break;
@@ -226,7 +236,7 @@ BatchSummary EmbedInBatches(
     pending.front().second.join();
     summary.calls += b->calls;
     summary.retries += b->retries;
-    if (!b->fatal.ok() && !stopped) {
+    if (!b->fatal.ok() && summary.stop.ok()) {
       summary.stop = b->fatal;
       stopped = true;
     }

@@ -15,6 +15,7 @@
 #ifndef LONGENC_CLIENT_BATCH_EMBED_H_
 #define LONGENC_CLIENT_BATCH_EMBED_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -52,6 +53,9 @@ struct BatchOptions {
   uint64_t seed = 0;            // of the jitter (0: from the clock)
   // How to wait between attempts (tests pass one that records instead of sleeping).
   std::function<void(absl::Duration)> sleep;
+  // When it turns true (Ctrl-C) the run stops as on an error, with CANCELLED: no new batch or
+  // retry starts, the calls in flight finish.
+  const std::atomic<bool>* interrupted = nullptr;
 };
 
 // The outcome of one Embed call; `retry_after` is the server's pushback hint

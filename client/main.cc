@@ -8,9 +8,11 @@
 //
 // Exit codes (docs/API.md): 0 ok, 1 unexpected failure, 2 usage error, 3 input error,
 // 4 server unreachable / unavailable / deadline exceeded, 5 request rejected by the server,
-// 6 health not serving.
+// 6 health not serving, 130 embed interrupted (Ctrl-C; the resume command is printed).
+#include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -112,7 +114,7 @@ namespace longenc::client {
 namespace {
 
 enum Exit { kOk = 0, kFailure = 1, kUsage = 2, kInput = 3, kUnreachable = 4, kRejected = 5,
-            kNotServing = 6 };
+            kNotServing = 6, kInterrupted = 130 };
 
 // The exit code of a failed call.
 int ExitCode(const absl::Status& s) {
@@ -288,6 +290,26 @@ class Progress {
   absl::Time shown_ = absl::InfinitePast();
 };
 
+// Set by the first SIGINT/SIGTERM during embed: the run stops after the calls in flight and
+// says how to resume; the handler resets itself, so a second one ends the process at once.
+std::atomic<bool> interrupted{false};
+
+void OnInterrupt(int) {
+  interrupted = true;
+  constexpr char kMessage[] =
+      "\nlongenc: interrupted: finishing the calls in flight (again to quit at once)\n";
+  (void)!write(2, kMessage, sizeof kMessage - 1);
+}
+
+void CatchInterrupts() {
+  struct sigaction action = {};
+  action.sa_handler = OnInterrupt;
+  action.sa_flags = SA_RESETHAND;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+}
+
 int Embed(const std::vector<std::string>& args, const std::vector<std::string>& argv) {
   const std::string format = absl::GetFlag(FLAGS_format);
   if (format != "json" && format != "jsonl" && format != "npy") {
@@ -312,6 +334,7 @@ int Embed(const std::vector<std::string>& args, const std::vector<std::string>& 
   batch.in_flight = absl::GetFlag(FLAGS_in_flight);
   batch.retries = absl::GetFlag(FLAGS_retries);
   batch.backoff = absl::GetFlag(FLAGS_backoff);
+  batch.interrupted = &interrupted;
   if (batch.max_documents < 1 || batch.max_tokens < 1 || batch.in_flight < 1 ||
       batch.retries < 0 || batch.backoff < absl::ZeroDuration()) {
     std::fprintf(stderr,
@@ -434,6 +457,7 @@ int Embed(const std::vector<std::string>& args, const std::vector<std::string>& 
     outcome.response = (*client)->Embed(request, &outcome.retry_after);
     return outcome;
   };
+  CatchInterrupts();
   const BatchSummary summary = EmbedInBatches(next, *options, call, batch, sink);
   absl::Status finished = writer->Finish();
   progress.Update(done, failed, tokens, /*last=*/true);
@@ -485,6 +509,7 @@ int Embed(const std::vector<std::string>& args, const std::vector<std::string>& 
   }
   if (!finished.ok()) return Report(finished, "output");
   if (stopped) {
+    if (summary.stop.code() == absl::StatusCode::kCancelled) return kInterrupted;
     return summary.stop.code() == absl::StatusCode::kDataLoss ? Report(summary.stop, "output")
                                                                : ExitCode(summary.stop);
   }
@@ -622,7 +647,8 @@ int Run(int argc, char** argv) {
       "  longenc health\n"
       "  longenc bench [--concurrency=C | --rate=R] [--requests=N] [--duration=D]\n"
       "Exit codes: 0 ok, 1 failure, 2 usage, 3 input, 4 server unreachable/unavailable/"
-      "deadline, 5 rejected by the server, 6 not serving.",
+      "deadline, 5 rejected by the server, 6 not serving, 130 embed interrupted (Ctrl-C: the\n"
+      "calls in flight finish and the resume command is printed; a second Ctrl-C quits).",
       {"client/main.cc"});
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   if (rest.size() < 2) {

@@ -9,17 +9,20 @@ and the real model (issue 15, item 6).
 3. The server stopped mid-run: the CLI retries, gives up, names the lines not embedded and
    prints the resume command; with a server back on the same port that command completes the
    file, each document exactly once.
+4. Ctrl-C: the calls in flight finish, exit code 130, the resume command fills the NaN rows of
+   the npy output and leaves the finished ones as they are.
 
 Needs $LONGENC_BUILD_DIR/bin/longenc-server and bin/longenc (a missing one fails the test).
 """
 import json
+import pathlib
 import random
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
-import pathlib
 
 import numpy as np
 import pytest
@@ -217,3 +220,40 @@ def test_a_server_stopped_mid_run_is_resumed_on_its_return(stubs, tmp_path):
                                        atol=ATOL)
     finally:
         second.stop()
+
+
+def test_ctrl_c_finishes_the_calls_in_flight_and_prints_the_resume_command(server, stubs,
+                                                                           tmp_path):
+    pb2, pb2_grpc = stubs
+    docs = [{"text": t, "id": f"c{i}"} for i, t in enumerate(texts(150, 4, 150, 200))]
+    path = tmp_path / "corpus.jsonl"
+    write_jsonl(path, docs)
+    out = tmp_path / "out.npy"
+    cli = subprocess.Popen(
+        [str(CLI), "embed", f"--server={server.address}", f"--jsonl={path}", "--format=npy",
+         f"--output={out}", "--batch_documents=2", "--progress=never"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    row_bytes = 384 * 4
+    # The npy file grows row by row: interrupt after a few rows.
+    while (not out.exists() or out.stat().st_size < 128 + 6 * row_bytes) and \
+            time.time() < deadline and cli.poll() is None:
+        time.sleep(0.01)
+    assert cli.poll() is None, "the run ended before it was interrupted"
+    cli.send_signal(signal.SIGINT)
+    _, stderr = cli.communicate(timeout=120)
+    assert cli.returncode == 130, stderr
+    assert "interrupted" in stderr, stderr
+    first = np.load(out)
+    assert first.shape == (len(docs), 384)
+    done = int((~np.isnan(first).any(axis=1)).sum())
+    assert 6 <= done < len(docs)
+    assert not np.isnan(first[:done]).any()  # finished rows are a prefix: input order
+    r = subprocess.run(resume_command(stderr), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    got = np.load(out)
+    assert not np.isnan(got).any()
+    np.testing.assert_array_equal(got[:done], first[:done])  # kept, not embedded again
+    stub = pb2_grpc.EncoderStub(server.channel)
+    for i in [0, done - 1, done, len(docs) - 1]:
+        np.testing.assert_allclose(got[i], reference(stub, pb2, docs[i]), atol=ATOL)

@@ -247,6 +247,29 @@ TEST(EmbedInBatches, UnreadableLinesFailInPlaceWithoutACall) {
   EXPECT_EQ(run.summary.rejected, 0);
 }
 
+TEST(EmbedInBatches, AnInterruptionFinishesTheCallsInFlightAndStartsNoMore) {
+  std::atomic<bool> interrupted{false};
+  BatchOptions o;
+  o.max_documents = 2;
+  o.in_flight = 2;
+  o.interrupted = &interrupted;
+  // Ctrl-C while both first batches are in flight.
+  std::atomic<bool> second_called{false};
+  Outcome run = RunWith(Documents({5, 5, 5, 5, 5, 5, 5, 5}), o,
+                        [&](const EmbedRequest& r, int) {
+                          if (r.documents(0).id() == "doc2") second_called = true;
+                          if (r.documents(0).id() == "doc0") {
+                            while (!second_called) absl::SleepFor(absl::Milliseconds(1));
+                            interrupted = true;
+                          }
+                          return Ok(r);
+                        });
+  EXPECT_EQ(run.summary.stop.code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(run.summary.embedded, 4);  // the two batches in flight
+  EXPECT_EQ(run.summary.failed, 0);
+  EXPECT_EQ(run.summary.first_unsent_line, 5);
+}
+
 TEST(EmbedInBatches, ASinkErrorStopsTheRun) {
   BatchOptions o;
   o.max_documents = 1;
