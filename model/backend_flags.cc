@@ -6,8 +6,9 @@
 #include "absl/flags/flag.h"
 
 ABSL_FLAG(std::string, model_dir, "",
-          "Hugging Face BERT directory (config.json, model.safetensors, vocab.txt). Empty: "
-          "$LONGENC_MODEL_DIR, else the model exported at build time (all-MiniLM-L6-v2).");
+          "Hugging Face model directory (config.json, model.safetensors, tokenizer.json or "
+          "vocab.txt). Empty: $LONGENC_MODEL_DIR, else the model exported at build time "
+          "(all-MiniLM-L6-v2).");
 ABSL_FLAG(std::string, device, "cpu", "Where the model runs: cpu, cuda or cuda:N.");
 ABSL_FLAG(int, threads, 0, "Intra-op CPU threads of the model; 0 = one per core.");
 ABSL_FLAG(std::string, attention, "full",

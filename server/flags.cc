@@ -156,7 +156,8 @@ absl::Status ValidateOptions(const ServerOptions& o, bool check_model_dir) {
     if (stat(o.model_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
       return FlagError("model_dir", o.model_dir,
                        "is not a directory (set --model_dir or $LONGENC_MODEL_DIR to a "
-                       "directory with config.json, model.safetensors and vocab.txt)");
+                       "directory with config.json, model.safetensors and tokenizer.json or "
+                       "vocab.txt)");
     }
   }
   return absl::OkStatus();

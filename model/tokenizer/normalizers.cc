@@ -28,12 +28,30 @@ std::u32string DecodeAll(std::string_view s) {
 
 // UTF-8 byte ranges of the extended grapheme clusters of `text` (ICU's character breaks, as
 // the unicode-segmentation crate draws them for HF).
+bool IsAscii(std::string_view s) {
+  for (const char c : s) {
+    if (static_cast<unsigned char>(c) >= 0x80) return false;
+  }
+  return true;
+}
+
 std::vector<std::pair<size_t, size_t>> Graphemes(const std::string& text) {
   std::vector<std::pair<size_t, size_t>> out;
+  if (IsAscii(text)) {
+    // ASCII clusters are single characters, except CR LF.
+    for (size_t pos = 0; pos < text.size();) {
+      const size_t len = (text[pos] == '\r' && pos + 1 < text.size() && text[pos + 1] == '\n') ? 2 : 1;
+      out.emplace_back(pos, pos + len);
+      pos += len;
+    }
+    return out;
+  }
   UErrorCode status = U_ZERO_ERROR;
-  UText* ut = utext_openUTF8(nullptr, text.data(), static_cast<int64_t>(text.size()), &status);
-  std::unique_ptr<icu::BreakIterator> it(
+  // Creating a break iterator costs far more than using one: one per thread.
+  thread_local std::unique_ptr<icu::BreakIterator> iterator(
       icu::BreakIterator::createCharacterInstance(icu::Locale::getRoot(), status));
+  icu::BreakIterator* it = iterator.get();
+  UText* ut = utext_openUTF8(nullptr, text.data(), static_cast<int64_t>(text.size()), &status);
   if (U_FAILURE(status) || it == nullptr) {
     utext_close(ut);
     out.emplace_back(0, text.size());
@@ -62,7 +80,8 @@ class UnicodeNormalizer : public Normalizer {
   }
 
   void Normalize(NormalizedString* s) const override {
-    if (norm_ == nullptr || s->empty()) return;
+    // ASCII is unchanged by every normalisation form.
+    if (norm_ == nullptr || s->empty() || IsAscii(s->text())) return;
     UErrorCode status = U_ZERO_ERROR;
     const icu::UnicodeString whole = icu::UnicodeString::fromUTF8(s->text());
     if (norm_->isNormalized(whole, status) || U_FAILURE(status)) return;

@@ -53,6 +53,21 @@ absl::StatusOr<std::unique_ptr<UnigramModel>> UnigramModel::Create(
   std::sort(model->sorted_.begin(), model->sorted_.end(), [&](int32_t a, int32_t b) {
     return model->vocab_[a].first < model->vocab_[b].first;
   });
+  model->by_first_.assign(256, {0, 0});
+  model->by_first_two_.assign(256 * 256, {0, 0});
+  for (size_t i = 0; i < model->sorted_.size(); ++i) {
+    const std::string& piece = model->vocab_[model->sorted_[i]].first;
+    const auto index = static_cast<int32_t>(i);
+    const auto extend = [index](std::pair<int32_t, int32_t>& range) {
+      if (range.first == range.second) range.first = index;
+      range.second = index + 1;
+    };
+    const auto b0 = static_cast<unsigned char>(piece[0]);
+    extend(model->by_first_[b0]);
+    if (piece.size() >= 2) {
+      extend(model->by_first_two_[b0 * 256 + static_cast<unsigned char>(piece[1])]);
+    }
+  }
   return model;
 }
 
@@ -85,14 +100,23 @@ void UnigramModel::Tokenize(std::string_view piece, std::vector<PieceToken>* out
     auto hi = sorted_.end();
     for (size_t k = 0; start + k < size && lo != hi; ++k) {
       const unsigned char c = static_cast<unsigned char>(piece[start + k]);
-      const auto byte_at = [&](int32_t id) {
-        const std::string& s = vocab_[id].first;
-        return k < s.size() ? static_cast<int>(static_cast<unsigned char>(s[k])) : -1;
-      };
-      lo = std::lower_bound(lo, hi, static_cast<int>(c),
-                            [&](int32_t id, int v) { return byte_at(id) < v; });
-      hi = std::upper_bound(lo, hi, static_cast<int>(c),
-                            [&](int v, int32_t id) { return v < byte_at(id); });
+      if (k < 2) {
+        const auto& range = k == 0 ? by_first_[c]
+                                   : by_first_two_[static_cast<unsigned char>(piece[start]) * 256 + c];
+        lo = sorted_.begin() + range.first;
+        hi = sorted_.begin() + range.second;
+        // The one-byte piece (k == 0) sorts first among those starting with its byte; the
+        // two-byte table holds pieces of two bytes or more only.
+      } else {
+        const auto byte_at = [&](int32_t id) {
+          const std::string& s = vocab_[id].first;
+          return k < s.size() ? static_cast<int>(static_cast<unsigned char>(s[k])) : -1;
+        };
+        lo = std::lower_bound(lo, hi, static_cast<int>(c),
+                              [&](int32_t id, int v) { return byte_at(id) < v; });
+        hi = std::upper_bound(lo, hi, static_cast<int>(c),
+                              [&](int v, int32_t id) { return v < byte_at(id); });
+      }
       if (lo == hi) break;
       // The exact piece of length k + 1, if any, sorts first in the range.
       if (vocab_[*lo].first.size() != k + 1) continue;
@@ -115,7 +139,11 @@ void UnigramModel::Tokenize(std::string_view piece, std::vector<PieceToken>* out
   }
 
   // Back from the end; runs of unknown nodes become one token (fuse_unk).
-  std::vector<std::pair<size_t, size_t>> ranges;
+  struct Range {
+    size_t begin, end;
+    int32_t id;  // -1: a run of unknown characters, looked up by its text as HF does
+  };
+  std::vector<Range> ranges;
   size_t fused_end = 0;
   bool fusing = false;
   for (size_t end = size; end > 0;) {
@@ -125,16 +153,20 @@ void UnigramModel::Tokenize(std::string_view piece, std::vector<PieceToken>* out
       if (!fusing) fused_end = end;
       fusing = true;
     } else {
-      if (fusing) ranges.emplace_back(end, fused_end);
+      if (fusing) ranges.push_back({end, fused_end, -1});
       fusing = false;
-      ranges.emplace_back(start, end);
+      ranges.push_back({start, end, node.id});
     }
     end = start;
   }
-  if (fusing) ranges.emplace_back(0, fused_end);
+  if (fusing) ranges.push_back({0, fused_end, -1});
   std::reverse(ranges.begin(), ranges.end());
 
-  for (const auto& [begin, end] : ranges) {
+  for (const auto& [begin, end, node_id] : ranges) {
+    if (node_id >= 0) {
+      out->push_back({node_id, begin, end});
+      continue;
+    }
     const std::string_view text = piece.substr(begin, end - begin);
     if (auto id = TokenToId(text)) {
       out->push_back({*id, begin, end});

@@ -3,8 +3,8 @@
 // starts at each character, an unknown character scoring min_score - 10, consecutive unknowns
 // fused into one <unk>; byte_fallback gives <0xXX> pieces instead.
 //
-// Pieces are found by binary search over the sorted vocabulary, one byte at a time (no trie
-// to build; 250k pieces cost one sorted index).
+// Pieces are found by binary search over the sorted vocabulary, one byte at a time, the first
+// two bytes through lookup tables (no trie to build; 250k pieces cost one sorted index).
 //
 // Internal to model/tokenizer. Immutable after Create; thread-safe.
 #ifndef LONGENC_MODEL_TOKENIZER_UNIGRAM_H_
@@ -40,6 +40,10 @@ class UnigramModel : public SubwordModel {
 
   std::vector<std::pair<std::string, double>> vocab_;
   std::vector<int32_t> sorted_;  // ids of the non-empty pieces, by piece bytes
+  // [begin, end) in sorted_ of the pieces that start with each byte, and of the pieces of two
+  // bytes or more that start with each pair of bytes (index b0 * 256 + b1): the first two
+  // narrowing steps, which would otherwise search the whole vocabulary.
+  std::vector<std::pair<int32_t, int32_t>> by_first_, by_first_two_;
   absl::flat_hash_map<std::string, int32_t> ids_;
   std::optional<int32_t> unk_;
   bool byte_fallback_ = false;
