@@ -1,6 +1,7 @@
 """The C++ WordPiece tokenizer gives the same token ids (and offsets) as Hugging Face's.
 
-The C++ side is `longenc-tokenize-dump` from the build directory (conftest `build_dir`); the
+The C++ side is `longenc-tokenize-dump` from the build directory (conftest `build_dir`), which
+reads the model's tokenizer.json (its vocab.txt + tokenizer_config.json must give the same); the
 reference is `transformers.AutoTokenizer` on the exported model (special tokens added, no
 truncation). Texts: >= 5,000 lines of real text from Debian's linux-doc (English plus the
 zh_CN/zh_TW/ja_JP/ko_KR/it_IT translations), whole documents as single long texts, a list of
@@ -242,3 +243,13 @@ def test_invalid_utf8_is_reported_with_its_offset(dump_tool, model_dir):
     assert lines[0] == [101, 7929, 2240, 102]
     assert "byte offset 3" in lines[1]["error"]
     assert "byte offset 0" in lines[2]["error"]
+
+
+def test_vocab_txt_equals_tokenizer_json(dump_tool, model_dir, linux_doc):
+    """The model directory has both files: vocab.txt + tokenizer_config.json (the fallback when
+    tokenizer.json is absent) must tokenize exactly as tokenizer.json does."""
+    texts = linux_doc[1][::4] + EDGE_CASES
+    from_json = run_dump(dump_tool, texts, f"--model_dir={model_dir}")
+    from_vocab = run_dump(dump_tool, texts, f"--model_dir={model_dir}", "--vocab_txt")
+    assert (pathlib.Path(model_dir) / "tokenizer.json").is_file()
+    assert_same(texts, from_vocab, from_json)
