@@ -1,6 +1,7 @@
 // Plain types shared by the gRPC service and the server's wiring: the service's limits and the
 // loaded runtime. No gRPC or protobuf headers, so the wiring (which also sees LibTorch's
-// include path) can use them (see build-notes.md: torch ships its own protobuf headers).
+// include path) can use them: torch ships its own protobuf headers (docs/ARCHITECTURE.md,
+// "Layers and boundaries").
 #ifndef LONGENC_SERVER_RUNTIME_H_
 #define LONGENC_SERVER_RUNTIME_H_
 

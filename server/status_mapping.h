@@ -1,4 +1,5 @@
-// The one place where an absl::Status becomes a grpc::Status (ARCHITECTURE.md, boundary 4).
+// The one place where an absl::Status becomes a grpc::Status (docs/ARCHITECTURE.md, "Layers
+// and boundaries").
 // The canonical codes are numerically identical in absl and gRPC, so the code passes through
 // unchanged; the message is kept, and an empty message gets the code's name so that a client
 // never sees a bare code. Thread-safe (pure function).

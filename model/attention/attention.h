@@ -5,7 +5,7 @@
 // Ownership: the encoder owns one Attention per layer, created through the Registry
 // (registry.h) at model load. Per-(layer, head) state (hash planes, surrogate tokens) is
 // created at construction on spec.device from spec.seed, never per call, so identical inputs
-// give identical outputs (attention-spec.md §1.3).
+// give identical outputs (docs/ATTENTION.md §1.3).
 //
 // Thread-safety: Forward() is called from the single inference thread; no internal locking.
 #ifndef LONGENC_MODEL_ATTENTION_ATTENTION_H_

@@ -1,7 +1,7 @@
 // CAST pieces (Clustering self-Attention using Surrogate Tokens; van Engelenhoven,
 // Strisciuglio, Talavera, arXiv 2402.04239): surrogate affinities, the two cluster assignments
-// (Top-K and single-assignment Top-K) and the attention core of the spec's reconstruction
-// "CAST-JS" (attention-spec.md §4.2). Exposed so tests can check coverage (T17), padding (T18),
+// (Top-K and single-assignment Top-K) and the attention core of longenc's reconstruction
+// "CAST-JS" (docs/ATTENTION.md §4.2). Exposed so tests can check coverage (T17), padding (T18),
 // the N_c = 1 anchor (T16) and the mixing weights (T20), and so the calibration command
 // (model/calibrate/) trains surrogates through the very function the variant runs (CastAttend)
 // and reads and writes the same surrogate files.

@@ -1,7 +1,7 @@
 // CAST attention ("cast"; van Engelenhoven, Strisciuglio, Talavera, "CAST: Clustering
 // Self-Attention using Surrogate Tokens for Efficient Transformers", arXiv 2402.04239, Pattern
-// Recognition Letters 2024). No official code was found; this is the spec's reconstruction
-// "CAST-JS" (attention-spec.md §4.2), per head:
+// Recognition Letters 2024). No official code was found; this is longenc's reconstruction
+// "CAST-JS" (docs/ATTENTION.md §4.2), per head:
 //   A_q = s·Q Sᵀ, A_k = s·K Sᵀ, A_g = A_q + A_k (padded tokens -inf)      S: surrogates [N_c, D]
 //   clusters of at most kappa tokens from A_g (single-assignment Top-K by default)
 //   summaries R_c = Σ_{j∈c} softmax_j(A_k[j, c]) v_j
@@ -30,10 +30,10 @@
 //                                            poorly
 //   min_len_efficient  int     default 512   rows with fewer valid tokens run exact attention
 //
-// Open choices of the reconstruction (spec §4.2): A_g as a sum, joint-softmax mixing, own
-// summary excluded, multi-membership averaged, s scales the surrogate affinities.
+// Open choices of the reconstruction (docs/ATTENTION.md §4.2): A_g as a sum, joint-softmax
+// mixing, own summary excluded, multi-membership averaged, s scales the surrogate affinities.
 // Limitations: no causal or arbitrary masks; a training-free drop-in needs calibrated
-// surrogates (spec §4.4).
+// surrogates (docs/ATTENTION.md §4.4).
 #include <map>
 #include <memory>
 #include <string>

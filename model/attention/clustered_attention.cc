@@ -6,9 +6,9 @@
 //   out_i = softmax(s · Qc_{c(i)} kᵀ + mask) v.
 // Cost O(N·(D·bits + C·iterations + C·D)), memory O(C·N) per (batch, head).
 //
-// Options (defaults: attention-spec.md §2.4, official builder defaults):
+// Options (defaults: docs/ATTENTION.md §2.4, official builder defaults):
 //   clusters           int   default 100  C; plain clustered needs more clusters than
-//                                         i-clustered for the same error (spec §2.5)
+//                                         i-clustered for the same error (docs/ATTENTION.md §2.5)
 //   bits               int   default 63   hash planes (1..63)
 //   iterations         int   default 10   Lloyd rounds in Hamming space
 //   refine             int   default 0    Lloyd rounds on the raw queries afterwards (L2; see
@@ -16,10 +16,10 @@
 //   hash_bias          bool  default 1    random plane offsets (Hamming ~ L2 distance)
 //   min_len_efficient  int   default 512  rows with fewer valid tokens run exact attention
 //
-// Deviations from the official code (spec §2.2, all for determinism): planes are drawn once per
-// (layer, head) from spec.seed, not per call; content-based initial centroids; deterministic
-// vote ties and empty-cluster re-seeding; a row with ≤ C valid queries puts each in its own
-// cluster. Limitations: every member of a cluster gets the same output row, so the
+// Deviations from the official code (docs/ATTENTION.md §2.2, all for determinism): planes are
+// drawn once per (layer, head) from spec.seed, not per call; content-based initial centroids;
+// deterministic vote ties and empty-cluster re-seeding; a row with ≤ C valid queries puts each
+// in its own cluster. Limitations: every member of a cluster gets the same output row, so the
 // approximation is coarse (use "iclustered" in a pretrained model); no causal masks.
 #include "model/attention/clustering.h"
 #include "model/attention/registry.h"

@@ -1,7 +1,7 @@
 // Clustered and improved clustered attention (Vyas, Katharopoulos, Fleuret, NeurIPS 2020,
 // arXiv 2007.04825): the shared pieces behind the "clustered" and "iclustered" variants —
 // seeded hash planes, Hamming-space Lloyd k-means, and the two attention cores. The cores take
-// the cluster assignment as an argument so tests can inject one (attention-spec.md T2) and can
+// the cluster assignment as an argument so tests can inject one (docs/ATTENTION.md T2) and can
 // read the effective attention weights (T5, T8).
 //
 // Ownership: functions only; tensors in, tensors out.
@@ -42,7 +42,7 @@ absl::StatusOr<ClusteringOptions> ReadClusteringOptions(OptionReader& reader,
 // Mean of each cluster's members, [B, H, C, D], and the member counts [B, H, C] (the division
 // clamps them to 1, P5), for x [B, H, N, D] and ids [B, H, N] in [0, C] (C: padding, left out).
 // The sums have a fixed order on every device: index_add_ on CPU (sequential there, and cheaper:
-// i-clustered at 16k tokens 9.78 -> 9.06 s per document, docs/BENCHMARKS.md §2e), a one-hot
+// i-clustered at 16k tokens 9.78 -> 9.06 s per document, commit dac23a1), a one-hot
 // GEMM elsewhere (index_add_ is atomic on CUDA) or with `one_hot` (tests).
 std::pair<torch::Tensor, torch::Tensor> ClusterMeans(const torch::Tensor& x,
                                                      const torch::Tensor& assign,
@@ -58,18 +58,18 @@ torch::Tensor HashBits(const torch::Tensor& x, const torch::Tensor& planes);
 
 // How HammingClusters multiplies centroid and query bits. Both give the same exact integers;
 // kAuto takes int8 GEMMs on CPU (VNNI; one clustered layer of 16k tokens 0.64 -> 0.53 s,
-// docs/BENCHMARKS.md §2e) and fp32 elsewhere (int8 GEMMs on CUDA have shape rules). Tests
+// commit 91bc984) and fp32 elsewhere (int8 GEMMs on CUDA have shape rules). Tests
 // force each.
 enum class BitProduct { kAuto, kFloat, kInt8 };
 
 // Lloyd k-means in Hamming space per (b, h) over valid queries. Returns [B, H, N] int64
 // cluster ids in [0, C) for valid queries and C for padded ones. Deterministic and
-// content-based (attention-spec.md §2.2 deviations): initial centroids are the queries at
-// evenly spaced ranks of the hash value; Hamming distances come from the GEMM identity
-// |x| + |μ| − 2⟨x, μ⟩ (exact in fp32); ties go to the lowest cluster id, vote ties to bit 0;
-// an empty cluster is re-seeded with the valid query farthest from its centroid. When a row
-// has at most C valid queries each gets its own cluster (so clustering is exact). `product`
-// says how centroid and query bits are multiplied (BitProduct, above).
+// content-based (docs/ATTENTION.md §2.2, differences from the reference code): initial
+// centroids are the queries at evenly spaced ranks of the hash value; Hamming distances come
+// from the GEMM identity |x| + |μ| − 2⟨x, μ⟩ (exact in fp32); ties go to the lowest cluster
+// id, vote ties to bit 0; an empty cluster is re-seeded with the valid query farthest from its
+// centroid. When a row has at most C valid queries each gets its own cluster (so clustering is
+// exact). `product` says how centroid and query bits are multiplied (BitProduct, above).
 torch::Tensor HammingClusters(const torch::Tensor& bits, const torch::Tensor& key_valid,
                               int64_t clusters, int64_t iterations,
                               BitProduct product = BitProduct::kAuto);
@@ -78,7 +78,7 @@ torch::Tensor HammingClusters(const torch::Tensor& bits, const torch::Tensor& ke
 // (ids as returned by HammingClusters): centroid = mean of the valid members, each valid
 // query moves to its nearest non-empty centroid (ties to the lowest id). The Hamming clusters
 // only approximate L2 neighbourhoods through 1-bit projections; these rounds minimise the
-// quantity that bounds the attention error (spec §2.1) directly, at the cost of one
+// quantity that bounds the attention error (docs/ATTENTION.md §2.1) directly, at the cost of one
 // centroid-attention-sized GEMM pair per round. Rows with at most C valid queries keep their
 // one-query clusters. rounds = 0 returns `assign`.
 torch::Tensor RefineClusters(const torch::Tensor& q, const torch::Tensor& key_valid,

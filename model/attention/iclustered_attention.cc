@@ -5,8 +5,8 @@
 // top-k keys attended exactly by each member query: on those keys a query's weights are
 // m̂_c · softmax(s · q_i k_topᵀ), where m̂_c is the centroid's attention mass on them; the other
 // keys keep the centroid's weights. Rows still sum to 1, and per row the L1 error never
-// exceeds plain clustered attention's (spec §2.1). Cost O(N·(D·bits + C·iterations + C·D +
-// k·D)), memory O(C·N + N·k) per (batch, head).
+// exceeds plain clustered attention's (docs/ATTENTION.md §2.1, T5). Cost
+// O(N·(D·bits + C·iterations + C·D + k·D)), memory O(C·N + N·k) per (batch, head).
 //
 // Options (defaults chosen on real text, see below):
 //   clusters           int   default 128  C (fixed, so a row's result never depends on the
@@ -26,7 +26,7 @@
 // pretrained-RoBERTa setting (25 clusters, top-32, Hamming k-means only) reaches only 0.96 /
 // 0.92 / 0.91 at 512 / 2k / 8k tokens in all-MiniLM-L6-v2, whose heads are partly positional.
 // Hamming k-means on 1-bit projections is a coarse proxy for the L2 distance that bounds the
-// error (spec §2.1); a few L2 Lloyd rounds on the queries themselves cost one
+// error (docs/ATTENTION.md §2.1); a few L2 Lloyd rounds on the queries themselves cost one
 // centroid-attention-sized GEMM pair each and lift 64 clusters at 512 tokens from 0.988 to
 // 0.995. After them the Hamming rounds barely matter (hash-rank initialisation plus one
 // Hamming assignment is enough) and top-k matters again: at 2k, 128 clusters reach 0.9945

@@ -1,7 +1,7 @@
 // YOSO attention pieces ("You Only Sample (Almost) Once", Zeng et al., ICML 2021,
 // arXiv 2111.09714; reference code mlpen/YOSO): seeded Gaussian SimHash codes, the hash-table
 // ("LSH cumulation") estimator and the YOSO-E expectation. Exposed so tests can compare the
-// hash table with a brute-force collision matrix for the same codes (attention-spec.md T9) and
+// hash table with a brute-force collision matrix for the same codes (docs/ATTENTION.md T9) and
 // check YOSO-E's weights (T14).
 //
 // Ownership: functions only; tensors in, tensors out.

@@ -9,10 +9,10 @@
 // With expectation=1 the expectation (YOSO-E) is computed exactly instead: O(N²) time, query
 // blocks keep memory O(block·N).
 //
-// Options:
-//   tau                int   default 8    bits per hash (spec §3.5: ⌈log₂ N⌉ of MiniLM's 256
-//                                         tokens; 2^tau buckets per table)
-//   hashes             int   default 32   m, number of hashes (spec §3.5 / BERT-small configs)
+// Options (docs/ATTENTION.md §3.4):
+//   tau                int   default 8    bits per hash (⌈log₂ N⌉ of MiniLM's 256 tokens;
+//                                         2^tau buckets per table)
+//   hashes             int   default 32   m, number of hashes (the YOSO BERT-small configs)
 //   expectation        bool  default 0    1 = YOSO-E (exact expectation, quadratic)
 //   min_len_efficient  int   default 512  rows with fewer valid tokens run exact softmax
 //
@@ -20,8 +20,8 @@
 // spec.seed (not per call and batch instance, Y7; no fast Hadamard hash); the boolean mask is
 // used directly (Y1); YOSO-E clamps the cosine (Y3); no depthwise conv term; padded rows are 0.
 // Limitations: YOSO is a different kernel from softmax — unit-norm rows, no 1/√D temperature —
-// so in a pretrained softmax model it changes every layer's output (spec §3.5) unless the model
-// is fine-tuned or distilled; no causal masks.
+// so in a pretrained softmax model it changes every layer's output (docs/ATTENTION.md §3.5)
+// unless the model is fine-tuned or distilled; no causal masks.
 #include <memory>
 
 #include "model/attention/attention_ops.h"

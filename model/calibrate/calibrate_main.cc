@@ -38,7 +38,7 @@ ABSL_FLAG(std::string, model_dir, "",
 ABSL_FLAG(std::string, attention_options, "clusters=128,kappa=32",
           "the cast options the surrogates are for: clusters (surrogates per head), kappa, "
           "assignment, mix; recorded in the file, whose loader takes them as defaults (the "
-          "default is the best setting of docs/QUALITY.md §1c)");
+          "default is the best setting of docs/QUALITY.md §3)");
 ABSL_FLAG(std::string, position_mode, "grouped,logscale",
           "position mode of the exact model run over documents longer than 512 tokens; use the "
           "one the surrogates will serve with");

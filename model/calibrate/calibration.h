@@ -1,4 +1,4 @@
-// Calibration of CAST surrogate tokens for a pretrained encoder (attention-spec.md §4.4):
+// Calibration of CAST surrogate tokens for a pretrained encoder (docs/ATTENTION.md §4.4):
 // the exact model runs once over calibration documents and records, per layer, what its
 // attention core received (q, k, v, padding) and returned; then, layer by layer, the surrogates
 // are initialised by k-means of that layer's keys (per head) and distilled — Adam on the

@@ -2,7 +2,8 @@
 //
 // Torch-free on purpose: the reader is fuzzed alone and also loads CAST surrogate files.
 // Every malformed input is an absl error naming the file and the problem; nothing here
-// crashes or reads out of bounds on hostile input (build-notes.md lists the rules).
+// crashes or reads out of bounds on hostile input (docs/ARCHITECTURE.md, "Model files: what
+// the readers refuse", lists the rules).
 //
 // Ownership: a SafetensorsFile owns its bytes; TensorView::data points into them and lives
 // as long as the file object. Thread-compatible.

@@ -1,6 +1,6 @@
 // The service's metric set on one prometheus-cpp registry, and the /metrics exposer.
 //
-// Names, types and labels are fixed (issue 5) because dashboards and alerts depend on them;
+// Names, types and labels are fixed because dashboards and alerts depend on them;
 // docs/METRICS.md says what each one means. Every call site goes through a typed method of
 // `Metrics` (no gRPC, no torch types), so a wrong label set cannot be written anywhere else.
 //

@@ -1,4 +1,4 @@
-"""Model faults at start-up (issue 7, item 6), against the real longenc-server binary.
+"""Model faults at start-up, against the real longenc-server binary (docs/RELIABILITY.md).
 
 Each case builds a damaged copy of the embedded model directory in a temp dir (the good files
 symlinked, the damaged one written) and starts the server on it. The server must refuse to

@@ -1,4 +1,4 @@
-"""Overload (issue 7, item 2): the real longenc-server offered 5x its measured capacity.
+"""Overload: the real longenc-server offered 5x its measured capacity (docs/RELIABILITY.md).
 
 1. Capacity: closed loop (CONCURRENCY callers, each sending its next Embed when the previous
    one ends) for CAPACITY_SECONDS; capacity = OK responses per second.

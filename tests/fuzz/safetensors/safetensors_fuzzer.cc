@@ -1,7 +1,8 @@
 // libFuzzer target: SafetensorsFile::Parse on arbitrary bytes never crashes or reads out of
-// bounds, and every file it accepts satisfies the format's rules (build-notes.md, safetensors):
-// tensors tile the data buffer exactly, in offset order, each holding prod(shape) * dtype size
-// bytes. Seeds in corpus/ (a tiny valid file and near-misses), crashes found in regressions/.
+// bounds, and every file it accepts satisfies the format's rules (docs/ARCHITECTURE.md, "Model
+// files: what the readers refuse"): tensors tile the data buffer exactly, in offset order, each
+// holding prod(shape) * dtype size bytes. Seeds in corpus/ (a tiny valid file and
+// near-misses), crashes found in regressions/.
 #include <cstdint>
 #include <cstdlib>
 #include <string>
