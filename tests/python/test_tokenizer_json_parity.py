@@ -42,6 +42,7 @@ EXTRA_EDGE_CASES = [
     "x" * 5000,
     "é" * 3000,
     "a " * 2000,
+    "memory memorymap the memory, PCI   bus café cafe\u0301s",
 ]
 
 
@@ -100,6 +101,11 @@ def _variants(unigram, bpe, wordpiece):
     tok.post_processor = tokenizers.processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
         special_tokens=[(t, tok.token_to_id(t)) for t in ("[CLS]", "[SEP]")])
+    # Non-special added tokens as ModernBERT's tokenizer has them: matched whole-word only,
+    # taking the spaces after it, and one matched on the normalised text (NFC composes it).
+    tok.add_tokens([tokenizers.AddedToken("memory", single_word=True),
+                    tokenizers.AddedToken("PCI", rstrip=True),
+                    tokenizers.AddedToken("cafe\u0301", normalized=True)])
     modernbert = json.loads(tok.to_str())
 
     roberta = json.loads(json.dumps(bpe))
