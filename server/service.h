@@ -1,9 +1,9 @@
 // The longenc.v1.Encoder gRPC service on the callback API.
 //
-// Handlers hand each call to a WorkPool (server/work_pool.h) that decodes, validates, tokenizes
-// and submits jobs to the batcher, so gRPC's callback threads stay free; they never run the
-// model. The batcher's inference thread completes the
-// calls (fills the response, Finish / StartWrite). EmbedStream reads at most
+// Handlers hand each call to a WorkPool (server/work_pool.h) that decodes (server/wire_format.h),
+// validates and tokenizes (server/embed_request.h) and submits jobs to the batcher, so gRPC's
+// callback threads stay free; they never run the model. The batcher's inference thread
+// completes the calls through their reactors (server/reactors.h). EmbedStream reads at most
 // `stream_window` requests ahead of the responses written (backpressure through HTTP/2 flow
 // control instead of unbounded buffering).
 //
@@ -30,6 +30,7 @@
 #include "model/backend.h"
 #include "model/tokenizer/wordpiece.h"
 #include "server/batching/batcher.h"
+#include "server/embed_request.h"
 #include "server/runtime.h"
 #include "server/service_observer.h"
 
@@ -38,9 +39,7 @@ namespace longenc::server {
 class UnaryCall;
 class WorkPool;
 
-// Embed, EmbedStream and Tokenize take raw bytes: proto3 refuses to decode a string field that is
-// not UTF-8 and gRPC then answers with an empty UNIMPLEMENTED; decoding here lets the service
-// answer INVALID_ARGUMENT naming the field instead.
+// Embed, EmbedStream and Tokenize take raw bytes, decoded by server/wire_format.h.
 using EncoderServiceBase = longenc::v1::Encoder::WithRawCallbackMethod_Embed<
     longenc::v1::Encoder::WithRawCallbackMethod_EmbedStream<
         longenc::v1::Encoder::WithRawCallbackMethod_Tokenize<
@@ -68,24 +67,9 @@ class EncoderService final : public EncoderServiceBase {
                                     const longenc::v1::GetInfoRequest* request,
                                     longenc::v1::GetInfoResponse* response) override;
 
-  // A validated, tokenized request: the job to submit and what the response echoes.
-  struct Prepared {
-    batching::Job job;
-    std::vector<std::string> ids;
-    std::vector<int32_t> num_tokens;
-    std::vector<bool> truncated;
-    std::string request_id;
-    std::string attention;
-    std::string position_mode;
-    absl::Duration tokenization_time;
-  };
-  // Validation + tokenization of one EmbedRequest (the error table of docs/API.md). On error,
-  // `*rejection` says why (for metrics).
-  absl::StatusOr<Prepared> Prepare(const longenc::v1::EmbedRequest& request,
-                                   const Runtime& runtime, Rejection* rejection) const;
-  // Fills `response` from a finished job.
-  static void FillResponse(const Prepared& prepared, const batching::JobResult& result,
-                           absl::Duration total, longenc::v1::EmbedResponse* response);
+  // PrepareEmbed (server/embed_request.h) with this service's limits.
+  absl::StatusOr<PreparedEmbed> Prepare(const longenc::v1::EmbedRequest& request,
+                                        const Runtime& runtime, Rejection* rejection) const;
 
   // The runtime, or UNAVAILABLE while loading / draining.
   absl::StatusOr<Runtime> Acquire(Rejection* rejection) const;
@@ -108,13 +92,6 @@ class EncoderService final : public EncoderServiceBase {
   Runtime runtime_;  // written once before attached_ is set
   std::unique_ptr<WorkPool> pool_;  // last member: its tasks use the others until it is joined
 };
-
-// Decodes a request message; InvalidArgument naming the field when a string field is not UTF-8
-// (e.g. "documents[1].text is not valid UTF-8") or the bytes are not a `message`.
-absl::Status DecodeMessage(const grpc::ByteBuffer& buffer, google::protobuf::Message* message);
-
-// The deadline of a call as absl::Time (InfiniteFuture when the client set none).
-absl::Time CallDeadline(const grpc::CallbackServerContext& context);
 
 }  // namespace longenc::server
 

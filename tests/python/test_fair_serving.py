@@ -232,3 +232,23 @@ def test_drain_grace_stops_a_running_document(stubs, long_ids):
     assert time.monotonic() - t0 < 8.0
     assert future.exception() is not None
     assert future.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+
+
+def test_health_and_small_calls_answer_while_a_large_message_is_decoded(server, stub, stubs,
+                                                                        reference):
+    import grpc
+    pb2 = stubs[0]
+    big = pb2.EmbedRequest(documents=[pb2.Document(text="tokenization takes a while " * 2_000_000)])
+    assert big.ByteSize() > 50_000_000
+    future = stub.Embed.future(big, timeout=120)
+    time.sleep(0.5)  # sent; the server decodes and tokenizes it
+    checked = 0
+    while not future.done() and checked < 5:
+        t0 = time.monotonic()
+        assert server.serving()
+        check_good(stub, pb2, reference)
+        assert time.monotonic() - t0 < 2.0
+        checked += 1
+    assert checked > 0, "the large message was handled before anything could be checked"
+    assert future.exception() is not None
+    assert future.code() == grpc.StatusCode.INVALID_ARGUMENT  # over the document limit

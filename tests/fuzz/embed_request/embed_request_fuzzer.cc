@@ -21,6 +21,7 @@
 #include "model/tokenizer/wordpiece.h"
 #include "server/runtime.h"
 #include "server/service.h"
+#include "server/wire_format.h"
 
 namespace {
 
