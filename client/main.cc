@@ -17,7 +17,6 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
-#include <sstream>
 #include <string>
 #include <unordered_set>
 #include <utility>
@@ -27,7 +26,6 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "common/usage.h"
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -35,6 +33,7 @@
 #include "client/bench.h"
 #include "client/client.h"
 #include "client/embed_input.h"
+#include "client/embed_report.h"
 #include "client/output.h"
 #include "client/resume.h"
 #include "google/protobuf/util/json_util.h"
@@ -188,107 +187,6 @@ absl::StatusOr<longenc::v1::EmbedRequest> RequestOptions() {
   r.set_position_mode(absl::GetFlag(FLAGS_position_mode));
   return r;
 }
-
-// `arg` quoted for a POSIX shell when it needs it.
-std::string ShellQuote(const std::string& arg) {
-  if (!arg.empty() && arg.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                            "0123456789_-./=:,@%+") == std::string::npos) {
-    return arg;
-  }
-  std::string quoted = "'";
-  for (char c : arg) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return quoted + "'";
-}
-
-// This command line with --resume added; an --api_key value is left out of the text (it goes
-// to a terminal or a log), the key then comes from $LONGENC_API_KEY.
-std::string ResumeCommand(const std::vector<std::string>& argv) {
-  std::vector<std::string> words;
-  bool has_resume = false;
-  for (size_t i = 0; i < argv.size(); ++i) {
-    if (absl::StartsWith(argv[i], "--api_key") || absl::StartsWith(argv[i], "-api_key")) {
-      if (argv[i].find('=') == std::string::npos) ++i;  // "--api_key KEY"
-      continue;
-    }
-    has_resume = has_resume || argv[i] == "--resume" || argv[i] == "--resume=true";
-    words.push_back(ShellQuote(argv[i]));
-  }
-  if (!has_resume) words.push_back("--resume");
-  return absl::StrJoin(words, " ");
-}
-
-// Sorted line numbers as "3,17-20,45".
-class LineRanges {
- public:
-  void Add(int64_t line) {
-    if (!ranges_.empty() && ranges_.back().second + 1 == line) {
-      ranges_.back().second = line;
-    } else {
-      ranges_.emplace_back(line, line);
-    }
-  }
-  // Every line from `line` on (the lines never sent).
-  void AddFrom(int64_t line) {
-    if (ranges_.empty() || ranges_.back().second + 1 != line) ranges_.emplace_back(line, line);
-    open_end_ = true;
-  }
-  bool empty() const { return ranges_.empty(); }
-  std::string ToString() const {
-    std::vector<std::string> parts;
-    for (size_t i = 0; i < ranges_.size(); ++i) {
-      const auto [first, last] = ranges_[i];
-      if (open_end_ && i + 1 == ranges_.size()) {
-        parts.push_back(absl::StrCat(first, "-"));
-      } else {
-        parts.push_back(first == last ? absl::StrCat(first) : absl::StrCat(first, "-", last));
-      }
-    }
-    return absl::StrJoin(parts, ",");
-  }
-
- private:
-  std::vector<std::pair<int64_t, int64_t>> ranges_;
-  bool open_end_ = false;
-};
-
-// Documents done / total and tokens per second on stderr: one line redrawn on a terminal,
-// a line every few seconds otherwise.
-class Progress {
- public:
-  Progress(bool enabled, int64_t total, int64_t skipped)
-      : enabled_(enabled), tty_(isatty(2) != 0), total_(total), skipped_(skipped) {}
-
-  void Update(int64_t done, int64_t failed, int64_t tokens, bool last = false) {
-    if (!enabled_) return;
-    const absl::Time now = absl::Now();
-    if (!last && now - shown_ < (tty_ ? absl::Milliseconds(200) : absl::Seconds(5))) return;
-    shown_ = now;
-    const double seconds = std::max(1e-3, absl::ToDoubleSeconds(now - start_));
-    std::string line = absl::StrCat(skipped_ + done);
-    if (total_ >= 0) {
-      absl::StrAppend(&line, "/", total_, " documents (",
-                      (skipped_ + done) * 100 / std::max<int64_t>(total_, 1), "%)");
-    } else {
-      absl::StrAppend(&line, " documents");
-    }
-    if (skipped_ > 0) absl::StrAppend(&line, ", ", skipped_, " already in the output");
-    if (failed > 0) absl::StrAppend(&line, ", ", failed, " failed");
-    absl::StrAppend(&line, ", ", static_cast<int64_t>(tokens / seconds), " tokens/s");
-    if (tty_) {
-      std::fprintf(stderr, "\r%-78s%s", line.c_str(), last ? "\n" : "");
-    } else {
-      std::fprintf(stderr, "%s\n", line.c_str());
-    }
-  }
-
- private:
-  const bool enabled_;
-  const bool tty_;
-  const int64_t total_;
-  const int64_t skipped_;
-  const absl::Time start_ = absl::Now();
-  absl::Time shown_ = absl::InfinitePast();
-};
 
 // Set by the first SIGINT/SIGTERM during embed: the run stops after the calls in flight and
 // says how to resume; the handler resets itself, so a second one ends the process at once.
