@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -270,6 +271,32 @@ TEST(PrecompiledCharsmapTest, NormalisesAsHfDoes) {
   const auto [fi, spans] = Precompile("\uFB01!");
   EXPECT_EQ(fi, "fi!");
   EXPECT_EQ(spans, (std::vector<internal::Span>{{0, 3}, {0, 3}, {3, 4}}));
+}
+
+TEST(PrecompiledCharsmapTest, EncodeIsThreadSafe) {
+  json spec = MetaspaceUnigram();
+  spec["normalizer"] = {{"type", "Precompiled"}, {"precompiled_charsmap", kSmallCharsmap}};
+  auto tokenizer = MustParse(spec);
+  ASSERT_NE(tokenizer, nullptr);
+  const std::vector<std::string> texts = {"ab AB \uFF21b", "e\u0301 \u00E9 \uFB01", "a b",
+                                          std::string(1000, 'a') + " \u4E2D\u6587"};
+  std::vector<Encoding> expected;
+  for (const std::string& text : texts) expected.push_back(*tokenizer->Encode(text));
+  std::vector<std::thread> threads;
+  std::vector<int> mismatches(4, 0);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < 200; ++round) {
+        const size_t i = static_cast<size_t>(round + t) % texts.size();
+        auto enc = tokenizer->Encode(texts[i]);
+        if (!enc.ok() || enc->ids != expected[i].ids || enc->offsets != expected[i].offsets) {
+          ++mismatches[t];
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_THAT(mismatches, ElementsAre(0, 0, 0, 0));
 }
 
 TEST(PrecompiledCharsmapTest, RefusesBrokenBlobs) {
