@@ -363,6 +363,10 @@ int Embed(const std::vector<std::string>& args, const std::vector<std::string>& 
     return InputError("no documents (give texts, --file, --jsonl or stdin)");
   }
 
+  if (summary.retries > 0) {
+    std::fprintf(stderr, "longenc: embed: %lld retries (UNAVAILABLE or RESOURCE_EXHAUSTED)\n",
+                 static_cast<long long>(summary.retries));
+  }
   // What failed and how to go on.
   for (const std::string& m : messages) std::fprintf(stderr, "longenc: embed: %s\n", m.c_str());
   if (own_failures > static_cast<int64_t>(messages.size())) {

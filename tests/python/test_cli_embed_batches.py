@@ -11,6 +11,8 @@ and the real model (issue 15, item 6).
    file, each document exactly once.
 4. Ctrl-C: the calls in flight finish, exit code 130, the resume command fills the NaN rows of
    the npy output and leaves the finished ones as they are.
+5. A server whose queue is full (RESOURCE_EXHAUSTED): the refused batches are retried until
+   every document is embedded.
 
 Needs $LONGENC_BUILD_DIR/bin/longenc-server and bin/longenc (a missing one fails the test).
 """
@@ -257,3 +259,33 @@ def test_ctrl_c_finishes_the_calls_in_flight_and_prints_the_resume_command(serve
     stub = pb2_grpc.EncoderStub(server.channel)
     for i in [0, done - 1, done, len(docs) - 1]:
         np.testing.assert_allclose(got[i], reference(stub, pb2, docs[i]), atol=ATOL)
+
+
+def test_a_full_queue_is_retried_until_every_batch_is_embedded(stubs, tmp_path):
+    """--max_queue=4: with four batches of four in flight the server refuses some with
+    RESOURCE_EXHAUSTED "queue full"; the CLI waits and retries them, and every document is
+    embedded, in order."""
+    pb2, pb2_grpc = stubs
+    docs = [{"text": t, "id": f"q{i}"} for i, t in enumerate(texts(48, 6, 150, 200))]
+    path = tmp_path / "corpus.jsonl"
+    write_jsonl(path, docs)
+    out = tmp_path / "out.jsonl"
+    server = soak.start_server(["--max_documents_per_request=4", "--max_queue=4"], threads=2,
+                               workdir=tmp_path)
+    try:
+        r = run_cli("embed", f"--server={server.address}", f"--jsonl={path}", f"--output={out}",
+                    "--batch_documents=4", "--in_flight=4", "--retries=50", "--backoff=50ms",
+                    "--progress=never")
+        assert r.returncode == 0, r.stderr
+        refused = server.value("longenc_rejected_requests_total", reason="queue_full")
+        assert refused > 0, "the queue never filled: nothing was retried"
+        assert re.search(r"longenc: embed: \d+ retries \(UNAVAILABLE or RESOURCE_EXHAUSTED\)",
+                         r.stderr), r.stderr
+        rows = read_jsonl(out)
+        assert [row["id"] for row in rows] == [d["id"] for d in docs]
+        stub = pb2_grpc.EncoderStub(server.channel)
+        for i in [0, 23, 47]:
+            np.testing.assert_allclose(rows[i]["embedding"], reference(stub, pb2, docs[i]),
+                                       atol=ATOL)
+    finally:
+        server.stop()
