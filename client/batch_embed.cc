@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -99,7 +100,11 @@ class Runner {
       Send(b, std::vector<size_t>(positions.begin() + half, positions.end()));
       return;
     }
-    if (IsDocumentRejection(r.status().code())) {
+    // The server names a rejected document "documents[i]"; a rejection that names none is
+    // about the request (an unknown variant, an option out of range): every batch would get
+    // it, so it stops the run below.
+    if (IsDocumentRejection(r.status().code()) &&
+        absl::StartsWith(r.status().message(), "documents[")) {
       b->results[positions.front()] = r.status();
       return;
     }

@@ -4,10 +4,12 @@
 // results handed back in input order as soon as the batches before them are done.
 //
 // Failure policy: a batch the server rejects as invalid (INVALID_ARGUMENT, OUT_OF_RANGE) is split
-// in halves until the offending documents are alone; they fail, the others are embedded and the
-// run goes on. Any other error that persists after the retries (server gone, deadline exceeded,
-// authentication, internal) stops the run: no new batch starts, batches in flight finish, and
-// the documents not sent are left to a resume.
+// in halves until the offending documents are alone; they fail (the server names them
+// "documents[i]: ..."), the others are embedded and the run goes on. A rejection of one document
+// that names no document is about the request itself (an unknown variant, a bad option) and
+// stops the run, as does any other error that persists after the retries (server gone, deadline
+// exceeded, authentication, internal): no new batch starts, batches in flight finish, and the
+// documents not sent are left to a resume.
 //
 // Thread-safety: EmbedInBatches runs its own threads and calls `call` from several of them at
 // once (it must be thread-safe, as Client::Embed is); `next` and `sink` are called from the

@@ -5,7 +5,8 @@ and the real model (issue 15, item 6).
    (jsonl and npy output).
 2. Lines that fail (a line that is not JSON, a document over the server's token limit) are
    listed with their line numbers, the others are written, the exit code says so; after the
-   input is fixed, the printed resume command (plus --truncate) completes the output.
+   input is fixed, the printed resume command (plus --truncate) completes the output. A
+   rejection of the request itself (an unknown variant) stops the run at once.
 3. The server stopped mid-run: the CLI retries, gives up, names the lines not embedded and
    prints the resume command; with a server back on the same port that command completes the
    file, each document exactly once.
@@ -172,6 +173,20 @@ def test_failed_lines_are_named_and_a_resume_completes_the_file(server, stubs, t
         assert rows[-1]["truncated"] is True
         for row in rows:
             np.testing.assert_allclose(row["embedding"], expected[row["id"]], atol=ATOL)
+
+
+def test_a_rejection_of_the_request_itself_stops_at_once(server, tmp_path):
+    """An unknown attention variant would refuse every batch: the run stops (no call per
+    document), nothing is written."""
+    path = tmp_path / "corpus.jsonl"
+    write_jsonl(path, corpus(30, seed=7))
+    out = tmp_path / "out.jsonl"
+    r = run_cli("embed", f"--server={server.address}", f"--jsonl={path}", f"--output={out}",
+                "--attention=no-such-variant", "--batch_documents=8", "--progress=never")
+    assert r.returncode == 5, r.stderr
+    assert "stopped: INVALID_ARGUMENT" in r.stderr and "no-such-variant" in r.stderr, r.stderr
+    assert f"not embedded: {path} lines 1-" in r.stderr, r.stderr
+    assert out.read_text() == ""
 
 
 def test_a_server_stopped_mid_run_is_resumed_on_its_return(stubs, tmp_path):

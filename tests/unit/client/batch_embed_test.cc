@@ -215,7 +215,7 @@ TEST(EmbedInBatches, ARejectedDocumentFailsAloneAndTheRunGoesOn) {
                     [](const EmbedRequest& r, int) {
                       for (const auto& d : r.documents()) {
                         if (d.id() == "doc5") {
-                          return CallOutcome{absl::InvalidArgumentError("documents[?]: too long"),
+                          return CallOutcome{absl::InvalidArgumentError("documents[0]: too long"),
                                              {}};
                         }
                       }
@@ -232,6 +232,23 @@ TEST(EmbedInBatches, ARejectedDocumentFailsAloneAndTheRunGoesOn) {
   }
   EXPECT_THAT(run.values, ElementsAre(1000, 1001, 1002, 1003, 1004, 1006, 1007, 1008, 1009));
   EXPECT_TRUE(run.sleeps.empty());  // rejections are not retried
+}
+
+TEST(EmbedInBatches, ARejectionOfTheRequestItselfStopsTheRun) {
+  BatchOptions o;
+  o.max_documents = 8;
+  o.in_flight = 1;
+  Outcome run = RunWith(Documents({5, 5, 5, 5, 5, 5, 5, 5, 5, 5}), o,
+                        [](const EmbedRequest&, int) {
+                          return CallOutcome{
+                              absl::InvalidArgumentError("attention: unknown variant \"bogus\""),
+                              {}};
+                        });
+  EXPECT_EQ(run.summary.stop.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(run.summary.stop.message()), HasSubstr("unknown variant"));
+  EXPECT_EQ(run.summary.calls, 4);  // 8 -> 4 -> 2 -> 1 documents, then it is clear
+  EXPECT_EQ(run.summary.embedded, 0);
+  EXPECT_EQ(run.summary.first_unsent_line, 9);
 }
 
 TEST(EmbedInBatches, UnreadableLinesFailInPlaceWithoutACall) {
