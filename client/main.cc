@@ -67,7 +67,8 @@ ABSL_FLAG(std::vector<std::string>, file, {},
           "embed: files whose whole content is one document each (comma-separated).");
 ABSL_FLAG(std::string, jsonl, "",
           "embed: JSONL file ('-' = stdin) of {\"text\": ...} or {\"token_ids\": [...]} with an "
-          "optional \"id\" per line.");
+          "optional \"id\" per line (default id: the document's position). Read a line at a "
+          "time; a line that cannot be read fails in its place and the run goes on.");
 ABSL_FLAG(std::string, pooling, "mean", "mean or cls.");
 ABSL_FLAG(bool, normalize, true, "L2-normalise embeddings (--nonormalize to disable).");
 ABSL_FLAG(bool, truncate, false,
@@ -92,8 +93,8 @@ ABSL_FLAG(bool, resume, false,
           "already there are skipped (jsonl: by id; npy: rows that are not NaN), the rest are "
           "embedded (jsonl: appended; npy: written into their rows).");
 ABSL_FLAG(std::string, progress, "auto",
-          "Progress on stderr: auto (when stderr is a terminal and there are many documents), "
-          "always, never.");
+          "Progress of embed on stderr (documents done / total, failed, tokens/s): auto (when "
+          "stderr is a terminal and there are 64 documents or more), always, never.");
 ABSL_FLAG(std::string, service, "", "health: service name to check ('' = whole server).");
 ABSL_FLAG(int, concurrency, 1, "bench: calls in flight (closed loop).");
 ABSL_FLAG(double, rate, 0, "bench: calls per second (open loop when > 0).");
