@@ -39,7 +39,7 @@ struct Batcher::JobState {
 class Batcher::Pause final : public model::Checkpoint {
  public:
   Pause(Batcher* batcher, const std::vector<Item>& items, double cost, absl::Time start)
-      : batcher(batcher), items(items), cost(cost), start(start) {}
+      : batcher(batcher), items(items), cost(cost), start(start), last_step_end(start) {}
   absl::Status Reached() override { return batcher->OnCheckpoint(*this); }
 
   Batcher* const batcher;
@@ -48,6 +48,11 @@ class Batcher::Pause final : public model::Checkpoint {
   const absl::Time start;
   absl::Duration nested_time;      // spent in batches run from its checkpoints
   int64_t nested_batches = 0;
+  absl::Time last_step_end;        // the previous checkpoint (or the start), after its batches
+  absl::Duration longest_step;     // longest own compute between two checkpoints
+  void EndStep(absl::Time now) {
+    longest_step = std::max(longest_step, now - last_step_end);
+  }
 };
 
 Batcher::Batcher(model::Backend* backend, const BatcherOptions& options, const Clock* clock,
@@ -287,6 +292,12 @@ Batcher::StepResult Batcher::Step() {
 }
 
 absl::Status Batcher::OnCheckpoint(Pause& pause) {
+  pause.EndStep(clock_->Now());
+  struct NextStep {  // the next step starts when this checkpoint returns
+    Pause& pause;
+    const Clock* clock;
+    ~NextStep() { pause.last_step_end = clock->Now(); }
+  } next_step{pause, clock_};
   {
     absl::MutexLock lock(&mu_);
     if (aborting_) {
@@ -362,6 +373,7 @@ void Batcher::RunBatch(std::vector<Item> items, int64_t queue_after, bool pausab
     result = backend_->Embed(batch);
   }
   const absl::Time end = clock_->Now();
+  if (pausable && pause.last_step_end > start) pause.EndStep(end);  // the last step, if stepped
   if (result.ok() && (result->dim <= 0 || static_cast<int64_t>(result->embeddings.size()) !=
                                               result->dim * batch.size())) {
     result = absl::InternalError(absl::StrCat("backend returned ", result->embeddings.size(),
@@ -372,6 +384,7 @@ void Batcher::RunBatch(std::vector<Item> items, int64_t queue_after, bool pausab
   stats.inference_time = end - start - pause.nested_time;
   stats.paused_time = pause.nested_time;
   stats.preemptions = pause.nested_batches;
+  stats.longest_step = pause.longest_step;
   if (result.ok()) {
     RecordThroughput(costliest * static_cast<double>(stats.documents), stats.inference_time);
   }

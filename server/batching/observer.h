@@ -29,6 +29,7 @@ struct BatchStats {
   absl::Duration inference_time;    // the Embed() call, minus the batches run from its checkpoints
   absl::Duration paused_time;       // spent in batches run from its checkpoints (preemption)
   int64_t preemptions = 0;          // how many such batches ran
+  absl::Duration longest_step;      // longest own compute between two checkpoints (or the ends)
   int64_t peak_memory_bytes = 0;    // BatchResult::peak_memory_bytes (0 = unknown)
   absl::StatusCode code = absl::StatusCode::kOk;
 };

@@ -50,6 +50,8 @@ enum FamilyId {
   kBatchDocuments,
   kDocumentTokens,
   kBatchPeakMemory,
+  kBatchLongestStep,
+  kPreemptedBatchesTotal,
   kDocumentsTotal,
   kTokensTotal,
   kTruncatedDocumentsTotal,
@@ -87,6 +89,10 @@ constexpr std::array<FamilySpec, kNumFamilies> kFamilies = {{
      "Tokens per admitted document after truncation, special tokens included."},
     {"longenc_batch_peak_memory_bytes", Type::kHistogram,
      "Memory high-water mark while a batch ran (device allocator on GPU, process RSS on CPU)."},
+    {"longenc_batch_longest_step_seconds", Type::kHistogram,
+     "Longest time between two checkpoints of one batch: how long a short request may wait."},
+    {"longenc_preempted_batches_total", Type::kCounter,
+     "Batches run from a checkpoint of a longer batch that paused for them."},
     {"longenc_documents_total", Type::kCounter,
      "Documents embedded, by attention variant and long-document position mode."},
     {"longenc_tokens_total", Type::kCounter,
@@ -209,6 +215,9 @@ struct Metrics::Impl {
         document_tokens(Register<Histogram>(*registry, kDocumentTokens).Add({}, TokenBuckets())),
         batch_peak_memory(
             Register<Histogram>(*registry, kBatchPeakMemory).Add({}, ByteBuckets())),
+        batch_longest_step(
+            Register<Histogram>(*registry, kBatchLongestStep).Add({}, SecondsBuckets())),
+        preempted_batches_total(Register<Counter>(*registry, kPreemptedBatchesTotal).Add({})),
         documents_total(Register<Counter>(*registry, kDocumentsTotal)),
         tokens_total(Register<Counter>(*registry, kTokensTotal).Add({})),
         truncated_documents_total(Register<Counter>(*registry, kTruncatedDocumentsTotal).Add({})),
@@ -298,6 +307,8 @@ struct Metrics::Impl {
   Histogram& batch_documents;
   Histogram& document_tokens;
   Histogram& batch_peak_memory;
+  Histogram& batch_longest_step;
+  Counter& preempted_batches_total;
   Family<Counter>& documents_total;
   Counter& tokens_total;
   Counter& truncated_documents_total;
@@ -365,6 +376,8 @@ void Metrics::ObserveBatch(const BatchObservation& batch) {
     impl_->batch_peak_memory.Observe(static_cast<double>(batch.peak_memory_bytes));
   }
   impl_->tokens_total.Increment(static_cast<double>(batch.tokens));
+  if (batch.longest_step_seconds > 0) impl_->batch_longest_step.Observe(batch.longest_step_seconds);
+  impl_->preempted_batches_total.Increment(static_cast<double>(batch.preemptions));
   absl::MutexLock lock(&impl_->mu);
   if (!impl_->process_device.empty()) {  // CPU: batch peaks are process RSS peaks
     impl_->process_peak_seen = std::max(impl_->process_peak_seen, batch.peak_memory_bytes);

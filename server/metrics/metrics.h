@@ -84,6 +84,8 @@ struct BatchObservation {
                               // 0 = same as `tokens` (packed batches)
   int64_t peak_memory_bytes = 0;  // memory high-water mark during the batch; 0 = unknown
   double seconds = 0;             // wall time of the forward pass
+  double longest_step_seconds = 0;  // longest time between two checkpoints; 0 = not stepped
+  int64_t preemptions = 0;          // batches run from this one's checkpoints
 };
 
 // Memory figures of one device, pushed in by the model side (torch-free).

@@ -71,6 +71,8 @@ void MetricsBatchObserver::OnBatch(const batching::BatchStats& stats, int64_t qu
   batch.padded_tokens = stats.padded_tokens;
   batch.peak_memory_bytes = stats.peak_memory_bytes;
   batch.seconds = absl::ToDoubleSeconds(stats.inference_time);
+  batch.longest_step_seconds = absl::ToDoubleSeconds(stats.longest_step);
+  batch.preemptions = stats.preemptions;
   metrics_.ObserveBatch(batch);
 }
 

@@ -26,6 +26,8 @@ FIXED_FAMILIES = {
     "longenc_batch_documents": ("histogram", set()),
     "longenc_document_tokens": ("histogram", set()),
     "longenc_batch_peak_memory_bytes": ("histogram", set()),
+    "longenc_batch_longest_step_seconds": ("histogram", set()),
+    "longenc_preempted_batches_total": ("counter", set()),
     "longenc_documents_total": ("counter", {"attention", "position_mode"}),
     "longenc_tokens_total": ("counter", set()),
     "longenc_truncated_documents_total": ("counter", set()),

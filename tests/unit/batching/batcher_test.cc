@@ -671,6 +671,29 @@ TEST(BatcherPreemption, ShortJobsTakeAtMostTheShareOfALongBatch) {
   for (const Outcome& o : shorts) EXPECT_EQ(o.calls, 1);
 }
 
+TEST(BatcherPreemption, BatchStatsReportTheLongestStepAndThePreemptions) {
+  class Steps : public BatchObserver {
+   public:
+    void OnBatch(const BatchStats& stats, int64_t) override { batches.push_back(stats); }
+    std::vector<BatchStats> batches;
+  } obs;
+  FakeClock clock;
+  SteppedBackend backend(&clock);
+  Batcher batcher(&backend, SteppedFixture::Make(0.2), &clock, &obs);
+  Outcome long_out, short_out;
+  ASSERT_TRUE(batcher.Submit(Single(1000, 1, &long_out)).ok());
+  backend.on_step = [&](int i) {
+    if (i == 2) ASSERT_TRUE(batcher.Submit(Single(10, 2, &short_out)).ok());
+  };
+  batcher.Step();
+  ASSERT_EQ(obs.batches.size(), 2u);  // the nested one first
+  EXPECT_EQ(obs.batches[0].longest_step, absl::ZeroDuration());  // not pausable: not stepped
+  EXPECT_EQ(obs.batches[1].longest_step, absl::Milliseconds(100));  // nested time excluded
+  EXPECT_EQ(obs.batches[1].preemptions, 1);
+  EXPECT_EQ(obs.batches[1].paused_time, absl::Milliseconds(10));
+  EXPECT_EQ(obs.batches[1].inference_time, absl::Seconds(1));
+}
+
 TEST(BatcherPreemption, NoPreemptionWithShareZero) {
   SteppedFixture f(0);
   Outcome long_out, short_out;

@@ -69,6 +69,8 @@ TEST(Metrics, ExportsEveryFamilyWithItsTypeAndHelp) {
       {"longenc_batch_documents", "histogram"},
       {"longenc_document_tokens", "histogram"},
       {"longenc_batch_peak_memory_bytes", "histogram"},
+      {"longenc_batch_longest_step_seconds", "histogram"},
+      {"longenc_preempted_batches_total", "counter"},
       {"longenc_documents_total", "counter"},
       {"longenc_tokens_total", "counter"},
       {"longenc_truncated_documents_total", "counter"},
@@ -188,7 +190,7 @@ TEST(Metrics, HistogramBucketsAreCumulativeAndInfEqualsCount) {
     metrics.ObserveQueue(s);
     metrics.ObserveBatch({"full", "chunk", static_cast<int64_t>(s) + 1,
                           static_cast<int64_t>(s * 100) + 1, 0,
-                          static_cast<int64_t>(s * 1e9), s});
+                          static_cast<int64_t>(s * 1e9), s, s});
     metrics.ObserveDocument(static_cast<int64_t>(s * 1000), false);
   }
   const Exposition e = Scrape(metrics);
@@ -216,7 +218,7 @@ TEST(Metrics, HistogramBucketsAreCumulativeAndInfEqualsCount) {
       histograms_checked.insert(family);
     }
   }
-  EXPECT_EQ(histograms_checked.size(), 8u);  // every histogram family has series here
+  EXPECT_EQ(histograms_checked.size(), 9u);  // every histogram family has series here
   // Values above the last bound land only in +Inf.
   EXPECT_EQ(ValueOr0(e, "longenc_queue_duration_seconds_bucket", {{"le", "120"}}), 9);
   EXPECT_EQ(ValueOr0(e, "longenc_queue_duration_seconds_bucket", {{"le", "+Inf"}}), 11);
