@@ -268,8 +268,10 @@ BatchSummary EmbedInBatches(
     InputDocument d;
     if (carry.has_value()) {
       summary.first_unsent_line = carry->line;
+      summary.first_unsent_index = carry->index;
     } else if (!input_done && next(&d)) {
       summary.first_unsent_line = d.line;
+      summary.first_unsent_index = d.index;
     }
   }
   return summary;

@@ -91,9 +91,11 @@ struct BatchSummary {
   int64_t calls = 0;      // Embed calls made
   // Not OK when the run stopped early: the error that stopped it, naming the batch's lines.
   absl::Status stop;
-  // With `stop`: the line of the first document never sent (0: every document was sent). The
-  // documents from there on were not handed to the sink and `next` was not asked for more.
+  // With `stop`: the line and index of the first document never sent (0 and -1: every document
+  // was sent). The documents from there on were not handed to the sink and `next` was not asked
+  // for more.
   int64_t first_unsent_line = 0;
+  int64_t first_unsent_index = -1;
 };
 
 // Pulls documents from `next` (false at the end), embeds them with `options` (its documents are

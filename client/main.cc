@@ -383,14 +383,20 @@ int Embed(const std::vector<std::string>& args, const std::vector<std::string>& 
     std::fprintf(stderr, "longenc: embed: stopped: %s: %s\n",
                  absl::StatusCodeToString(summary.stop.code()).c_str(), why.c_str());
   }
-  const bool unsent = stopped && summary.first_unsent_line > 0 && !input.line_source().empty();
-  if (unsent) failed_lines.AddFrom(summary.first_unsent_line);
+  const bool unsent = stopped && summary.first_unsent_index >= 0;
+  InputDocument first_unsent;
+  first_unsent.index = summary.first_unsent_index;
+  first_unsent.line = summary.first_unsent_line;
+  if (unsent && input.IsLine(first_unsent)) {
+    failed_lines.AddFrom(first_unsent.line);
+  } else if (unsent) {  // an argument or --file: it and everything after it
+    failed_other.push_back(absl::StrCat(input.Where(first_unsent), " and all after it"));
+  }
   if (failed > 0 || unsent) {
-    std::vector<std::string> where;
+    std::vector<std::string> where = failed_other;
     if (!failed_lines.empty()) {
       where.push_back(absl::StrCat(input.line_source(), " lines ", failed_lines.ToString()));
     }
-    where.insert(where.end(), failed_other.begin(), failed_other.end());
     std::fprintf(stderr, "longenc: embed: %lld embedded, %lld failed%s; not embedded: %s\n",
                  static_cast<long long>(done - failed), static_cast<long long>(failed),
                  unsent ? ", the rest not sent" : "",

@@ -190,6 +190,7 @@ TEST(EmbedInBatches, PersistentUnavailableStopsTheRunAndNamesWhereItStopped) {
   EXPECT_EQ(run.summary.embedded, 2);
   EXPECT_EQ(run.summary.failed, 2);
   EXPECT_EQ(run.summary.first_unsent_line, 5);
+  EXPECT_EQ(run.summary.first_unsent_index, 4);
   EXPECT_THAT(run.order, ElementsAre("doc0", "doc1", "doc2", "doc3"));
   EXPECT_EQ(run.summary.calls, 1 + 3);
   EXPECT_LE(run.pulled, 5);  // the input is not read to its end
@@ -205,6 +206,7 @@ TEST(EmbedInBatches, DeadlineExceededIsNotRetriedAndStops) {
   EXPECT_EQ(run.summary.calls, 1);
   EXPECT_TRUE(run.sleeps.empty());
   EXPECT_EQ(run.summary.first_unsent_line, 0);  // both documents were in the failed batch
+  EXPECT_EQ(run.summary.first_unsent_index, -1);
 }
 
 TEST(EmbedInBatches, ARejectedDocumentFailsAloneAndTheRunGoesOn) {
