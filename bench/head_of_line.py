@@ -6,7 +6,10 @@ One longenc-server (2 threads, the default model). First the long document alone
 span of real linux-doc text, attention `--long_attention`); then the same document again while
 `--short_clients` clients each send a ~100-token request every `--short_interval` seconds. It
 prints the long document's time alone and under the mix (and their ratio), and the latency of
-every short request that overlapped the long one: median, p99 and worst. With
+every short request that overlapped the long one: median, p99 and worst; a short request's time
+alone and the share of the CPU the short clients ask for; the longest step between two
+checkpoints (from longenc_batch_longest_step_seconds, as the smallest bucket bound holding all).
+The short load should stay below --preempt_share (0.2), or short requests queue. With
 `--compare_no_preemption` the mix runs again against a server started with --preempt_share=0.
 
 Goals (docs/BENCHMARKS.md, "Mixed traffic"): worst short latency <= 1 s, ratio <= 1.25.
@@ -68,6 +71,14 @@ def run_mix(stub, pb2, long_ids, short_texts, args):
     return t1 - t0, during, errors
 
 
+def longest_step_bound(server):
+    """The smallest histogram bound that holds every batch's longest step (seconds)."""
+    buckets = sorted((float(labels["le"]), v) for name, labels, v in server.metrics()
+                     if name == "longenc_batch_longest_step_seconds_bucket")
+    total = buckets[-1][1] if buckets else 0
+    return next((le for le, count in buckets if count >= total), float("nan"))
+
+
 def long_request(pb2, ids, attention):
     return pb2.EmbedRequest(documents=[pb2.Document(tokens=pb2.TokenIds(ids=ids))],
                             attention=attention)
@@ -78,8 +89,15 @@ def measure(flags, long_ids, short_texts, args, alone=True):
     server = start_server(flags, threads=args.threads)
     try:
         stub = pb2_grpc.EncoderStub(server.channel)
-        stub.Embed(pb2.EmbedRequest(documents=[pb2.Document(text=short_texts[0])]), timeout=60)
         out = {}
+        alone = []
+        for text in short_texts[:10]:
+            t0 = time.perf_counter()
+            stub.Embed(pb2.EmbedRequest(documents=[pb2.Document(text=text)]), timeout=60)
+            alone.append(time.perf_counter() - t0)
+        out["short_alone_p50_s"] = percentile(alone[1:], 0.5)
+        out["short_load_share"] = (out["short_alone_p50_s"] * args.short_clients /
+                                   args.short_interval)
         if alone:
             t0 = time.perf_counter()
             stub.Embed(long_request(pb2, long_ids, args.long_attention), timeout=600)
@@ -88,6 +106,8 @@ def measure(flags, long_ids, short_texts, args, alone=True):
         out.update(long_mixed_s=long_s, short_requests=len(during), short_errors=len(errors),
                    short_p50_s=percentile(during, 0.5), short_p99_s=percentile(during, 0.99),
                    short_max_s=max(during, default=float("nan")))
+        out["longest_step_le_s"] = longest_step_bound(server)
+        out["preempted_batches"] = server.value("longenc_preempted_batches_total")
         if errors:
             out["first_error"] = errors[0]
         return out
@@ -100,7 +120,7 @@ def main():
     parser.add_argument("--long_tokens", type=int, default=26000)
     parser.add_argument("--long_attention", default="iclustered")
     parser.add_argument("--short_clients", type=int, default=2)
-    parser.add_argument("--short_interval", type=float, default=0.25,
+    parser.add_argument("--short_interval", type=float, default=0.5,
                         help="seconds each short client waits between its requests")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compare_no_preemption", action="store_true")
