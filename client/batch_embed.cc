@@ -44,6 +44,8 @@ class Runner {
   Runner(const longenc::v1::EmbedRequest& options, const EmbedCall& call,
          const BatchOptions& batch)
       : options_(options), call_(call), batch_(batch),
+        max_documents_(std::max<int64_t>(1, batch.max_documents)),
+        max_tokens_(std::max<int64_t>(1, batch.max_tokens)),
         rng_(batch.seed != 0 ? batch.seed
                              : static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()))) {
     options_.clear_documents();
@@ -71,6 +73,11 @@ class Runner {
   }
 
   void Stop() { stopping_ = true; }
+
+  // The bounds of the batches still to form: those of BatchOptions until a batch exceeded its
+  // deadline, then at most half of that batch.
+  int64_t max_documents() const { return max_documents_; }
+  int64_t max_tokens() const { return max_tokens_; }
   bool Stopping() const {
     return stopping_ || (batch_.interrupted != nullptr && batch_.interrupted->load());
   }
@@ -94,7 +101,15 @@ class Runner {
       }
       return;
     }
-    if (IsDocumentRejection(r.status().code()) && positions.size() > 1) {
+    const bool too_slow = r.status().code() == absl::StatusCode::kDeadlineExceeded;
+    if (too_slow && positions.size() > 1) {
+      // Too much for one deadline: halves get a deadline each, and later batches are cut at
+      // the size of a half (a slow or loaded server stays slow).
+      int64_t tokens = 0;
+      for (size_t p : positions) tokens += b->documents[p].tokens;
+      Shrink(static_cast<int64_t>(positions.size()) / 2, std::max<int64_t>(1, tokens / 2));
+    }
+    if ((IsDocumentRejection(r.status().code()) || too_slow) && positions.size() > 1) {
       const size_t half = positions.size() / 2;
       Send(b, std::vector<size_t>(positions.begin(), positions.begin() + half));
       Send(b, std::vector<size_t>(positions.begin() + half, positions.end()));
@@ -150,6 +165,15 @@ class Runner {
     }
   }
 
+  void Shrink(int64_t documents, int64_t tokens) {
+    int64_t d = max_documents_.load();
+    while (documents < d && !max_documents_.compare_exchange_weak(d, documents)) {
+    }
+    int64_t t = max_tokens_.load();
+    while (tokens < t && !max_tokens_.compare_exchange_weak(t, tokens)) {
+    }
+  }
+
   double Unit() {
     absl::MutexLock lock(&mu_);
     return std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
@@ -159,6 +183,8 @@ class Runner {
   const EmbedCall& call_;
   const BatchOptions& batch_;
   std::atomic<bool> stopping_{false};
+  std::atomic<int64_t> max_documents_;
+  std::atomic<int64_t> max_tokens_;
   absl::Mutex mu_;
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
 };
@@ -193,7 +219,6 @@ BatchSummary EmbedInBatches(
                                      const absl::StatusOr<Embedding>&)>& sink) {
   BatchSummary summary;
   Runner runner(options, call, batch);
-  const int64_t max_documents = std::max<int64_t>(1, batch.max_documents);
   const size_t in_flight = static_cast<size_t>(std::max(1, batch.in_flight));
   std::optional<InputDocument> carry;  // read, but over the token bound of the last batch
   bool input_done = false;
@@ -202,6 +227,8 @@ BatchSummary EmbedInBatches(
   auto form = [&]() -> std::unique_ptr<Batch> {
     auto b = std::make_unique<Batch>();
     int64_t tokens = 0;
+    const int64_t max_documents = runner.max_documents();
+    const int64_t max_tokens = runner.max_tokens();
     while (static_cast<int64_t>(b->documents.size()) < max_documents) {
       InputDocument d;
       if (carry.has_value()) {
@@ -211,7 +238,7 @@ BatchSummary EmbedInBatches(
         input_done = true;
         break;
       }
-      if (d.input_error.ok() && tokens > 0 && tokens + d.tokens > batch.max_tokens) {
+      if (d.input_error.ok() && tokens > 0 && tokens + d.tokens > max_tokens) {
         carry = std::move(d);
         break;
       }
@@ -264,6 +291,8 @@ BatchSummary EmbedInBatches(
     }
     pending.pop_front();
   }
+  summary.max_documents = runner.max_documents();
+  summary.max_tokens = runner.max_tokens();
   if (stopped) {
     InputDocument d;
     if (carry.has_value()) {

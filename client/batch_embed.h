@@ -9,7 +9,9 @@
 // that names no document is about the request itself (an unknown variant, a bad option) and
 // stops the run, as does any other error that persists after the retries (server gone, deadline
 // exceeded, authentication, internal): no new batch starts, batches in flight finish, and the
-// documents not sent are left to a resume.
+// documents not sent are left to a resume. A batch that exceeds its deadline is split in halves
+// too, each with a deadline of its own, and later batches are cut to the size of a half; a
+// single document that exceeds it stops the run.
 //
 // Thread-safety: EmbedInBatches runs its own threads and calls `call` from several of them at
 // once (it must be thread-safe, as Client::Embed is); `next` and `sink` are called from the
@@ -89,6 +91,9 @@ struct BatchSummary {
   int64_t tokens = 0;     // Embedding.num_tokens summed over the embedded documents
   int64_t retries = 0;    // extra attempts made
   int64_t calls = 0;      // Embed calls made
+  // The batch bounds at the end: those asked for, or lower after a DEADLINE_EXCEEDED.
+  int64_t max_documents = 0;
+  int64_t max_tokens = 0;
   // Not OK when the run stopped early: the error that stopped it, naming the batch's lines.
   absl::Status stop;
   // With `stop`: the line and index of the first document never sent (0 and -1: every document

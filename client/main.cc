@@ -56,7 +56,8 @@ ABSL_FLAG(std::string, api_key, "",
           "API key, sent as 'authorization: Bearer KEY'. Empty: $LONGENC_API_KEY (keeps the key "
           "out of shell history and ps).");
 ABSL_FLAG(absl::Duration, timeout, absl::Seconds(120),
-          "Deadline of each call (e.g. 30s, 5m); embed: of each attempt of each batch.");
+          "Deadline of each call (e.g. 30s, 5m); embed: of each attempt of each batch (a batch "
+          "over it is split in halves).");
 ABSL_FLAG(std::string, format, "jsonl",
           "Output of embed: json (one array), jsonl (one object a line), npy (float32 [N, dim]); "
           "bench: text or json.");
@@ -364,6 +365,13 @@ int Embed(const std::vector<std::string>& args, const std::vector<std::string>& 
     return InputError("no documents (give texts, --file, --jsonl or stdin)");
   }
 
+  if (summary.max_documents < batch.max_documents || summary.max_tokens < batch.max_tokens) {
+    std::fprintf(stderr,
+                 "longenc: embed: batches exceeded --timeout and were cut to %lld documents / "
+                 "%lld tokens (raise --timeout or lower --batch_documents, --batch_tokens)\n",
+                 static_cast<long long>(summary.max_documents),
+                 static_cast<long long>(summary.max_tokens));
+  }
   if (summary.retries > 0) {
     std::fprintf(stderr, "longenc: embed: %lld retries (UNAVAILABLE or RESOURCE_EXHAUSTED)\n",
                  static_cast<long long>(summary.retries));
@@ -378,7 +386,7 @@ int Embed(const std::vector<std::string>& args, const std::vector<std::string>& 
   if (stopped) {
     std::string why(summary.stop.message());
     if (summary.stop.code() == absl::StatusCode::kDeadlineExceeded) {
-      why += " (a batch took longer than --timeout: raise it or lower --batch_tokens)";
+      why += " (one document took longer than --timeout: raise it)";
     }
     std::fprintf(stderr, "longenc: embed: stopped: %s: %s\n",
                  absl::StatusCodeToString(summary.stop.code()).c_str(), why.c_str());
@@ -546,9 +554,10 @@ int Run(int argc, char** argv) {
       "  longenc embed [TEXT ...]   (or --file, --jsonl, stdin lines) -> --format json|jsonl|npy\n"
       "      Sent in batches (--batch_documents, --batch_tokens), --in_flight at once, each with\n"
       "      its own --timeout, retried (--retries, --backoff) on UNAVAILABLE and\n"
-      "      RESOURCE_EXHAUSTED; results written in input order as batches finish. A document\n"
-      "      the server rejects (or an unreadable line) fails alone and the run goes on; any\n"
-      "      other error stops it. Failed lines are listed on stderr with the command that\n"
+      "      RESOURCE_EXHAUSTED, split in halves on DEADLINE_EXCEEDED; results written in\n"
+      "      input order as batches finish. A document the server rejects (or an unreadable\n"
+      "      line) fails alone and the run goes on; any other error stops it (Ctrl-C too:\n"
+      "      the calls in flight finish). Failed lines are listed on stderr with the command that\n"
       "      resumes the run (--resume: embeds only what --output lacks). Exit code != 0 when\n"
       "      any document failed.\n"
       "  longenc tokenize [TEXT ...]\n"

@@ -196,17 +196,41 @@ TEST(EmbedInBatches, PersistentUnavailableStopsTheRunAndNamesWhereItStopped) {
   EXPECT_LE(run.pulled, 5);  // the input is not read to its end
 }
 
-TEST(EmbedInBatches, DeadlineExceededIsNotRetriedAndStops) {
+TEST(EmbedInBatches, ADocumentAloneOverItsDeadlineStopsTheRun) {
   BatchOptions o;
   o.in_flight = 1;
   Outcome run = RunWith(Documents({5, 5}), o, [](const EmbedRequest&, int) {
     return CallOutcome{absl::DeadlineExceededError("deadline"), {}};
   });
   EXPECT_EQ(run.summary.stop.code(), absl::StatusCode::kDeadlineExceeded);
-  EXPECT_EQ(run.summary.calls, 1);
+  EXPECT_EQ(run.summary.calls, 2);  // the pair, then its first document alone; not retried
   EXPECT_TRUE(run.sleeps.empty());
   EXPECT_EQ(run.summary.first_unsent_line, 0);  // both documents were in the failed batch
   EXPECT_EQ(run.summary.first_unsent_index, -1);
+}
+
+TEST(EmbedInBatches, ABatchOverItsDeadlineIsHalvedAndLaterBatchesAreCut) {
+  BatchOptions o;
+  o.max_documents = 8;
+  o.max_tokens = 1000;
+  o.in_flight = 1;
+  // The server manages at most 2 documents within a deadline.
+  Outcome run = RunWith(Documents(std::vector<int>(16, 10)), o,
+                        [](const EmbedRequest& r, int) {
+                          if (r.documents_size() > 2) {
+                            return CallOutcome{absl::DeadlineExceededError("deadline"), {}};
+                          }
+                          return Ok(r);
+                        });
+  EXPECT_TRUE(run.summary.stop.ok()) << run.summary.stop;
+  EXPECT_EQ(run.summary.embedded, 16);
+  EXPECT_EQ(run.summary.max_documents, 2);
+  EXPECT_EQ(run.summary.max_tokens, 20);
+  // 8 -> 4 -> 2+2, 4 -> 2+2; then batches of 2.
+  EXPECT_THAT(run.request_sizes, ElementsAre(8, 4, 2, 2, 4, 2, 2, 2, 2, 2, 2));
+  EXPECT_THAT(run.order, ElementsAre("doc0", "doc1", "doc2", "doc3", "doc4", "doc5", "doc6",
+                                     "doc7", "doc8", "doc9", "doc10", "doc11", "doc12", "doc13",
+                                     "doc14", "doc15"));
 }
 
 TEST(EmbedInBatches, ARejectedDocumentFailsAloneAndTheRunGoesOn) {
