@@ -252,11 +252,15 @@ BatchSummary EmbedInBatches(
   std::deque<std::pair<std::unique_ptr<Batch>, std::thread>> pending;
   bool stopped = false;
   bool sink_failed = false;  // nothing more is handed to the sink
-  while (true) {
-    if (!stopped && batch.interrupted != nullptr && batch.interrupted->load()) {
+  // An interruption is the reason of the stop even when it made a batch give up its retries.
+  auto check_interrupted = [&] {
+    if (summary.stop.ok() && batch.interrupted != nullptr && batch.interrupted->load()) {
       summary.stop = absl::CancelledError("interrupted");
       stopped = true;
     }
+  };
+  while (true) {
+    check_interrupted();
     while (!stopped && !input_done && pending.size() < in_flight) {
       std::unique_ptr<Batch> b = form();
       if (b == nullptr) break;
@@ -267,6 +271,7 @@ BatchSummary EmbedInBatches(
     Batch* b = pending.front().first.get();
     runner.WaitDone(b);
     pending.front().second.join();
+    check_interrupted();
     summary.calls += b->calls;
     summary.retries += b->retries;
     if (!b->fatal.ok() && summary.stop.ok()) {
