@@ -124,7 +124,7 @@ void NormalizedString::Replace(const std::vector<std::pair<size_t, size_t>>& mat
 
 void SplitPiece(const NormalizedString& piece,
                 const std::vector<std::pair<size_t, size_t>>& matches, SplitBehavior behavior,
-                std::vector<NormalizedString>* out) {
+                const PieceSink& sink) {
   struct Part {
     size_t begin, end;
     bool is_match;
@@ -164,7 +164,7 @@ void SplitPiece(const NormalizedString& piece,
     }
   }
   for (const auto& [begin, end] : ranges) {
-    if (begin < end) out->push_back(piece.Slice(begin, end));
+    if (begin < end) sink(piece.Slice(begin, end));
   }
 }
 

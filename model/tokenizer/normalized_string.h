@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -64,12 +65,14 @@ class NormalizedString {
   int32_t original_begin_ = 0;
 };
 
-// Splits `piece` at `matches` (sorted, disjoint byte ranges of its text). Pieces that come out
-// empty are dropped, as HF PreTokenizedString::split drops them.
+// Splits `piece` at `matches` (sorted, disjoint byte ranges of its text) and hands each part
+// to `sink` in order. Parts that come out empty are dropped, as HF PreTokenizedString::split
+// drops them.
 enum class SplitBehavior { kRemoved, kIsolated, kMergedWithNext };
+using PieceSink = std::function<void(NormalizedString)>;
 void SplitPiece(const NormalizedString& piece,
                 const std::vector<std::pair<size_t, size_t>>& matches, SplitBehavior behavior,
-                std::vector<NormalizedString>* out);
+                const PieceSink& sink);
 
 }  // namespace longenc::tokenizer::internal
 

@@ -35,16 +35,19 @@ bool IsAscii(std::string_view s) {
   return true;
 }
 
-std::vector<std::pair<size_t, size_t>> Graphemes(const std::string& text) {
-  std::vector<std::pair<size_t, size_t>> out;
+// Calls fn(begin, end) for the UTF-8 byte range of each extended grapheme cluster of `text`
+// (ICU's character breaks, as the unicode-segmentation crate draws them for HF).
+template <typename Fn>
+void ForEachGrapheme(const std::string& text, Fn fn) {
   if (IsAscii(text)) {
     // ASCII clusters are single characters, except CR LF.
     for (size_t pos = 0; pos < text.size();) {
-      const size_t len = (text[pos] == '\r' && pos + 1 < text.size() && text[pos + 1] == '\n') ? 2 : 1;
-      out.emplace_back(pos, pos + len);
+      const size_t len =
+          (text[pos] == '\r' && pos + 1 < text.size() && text[pos + 1] == '\n') ? 2 : 1;
+      fn(pos, pos + len);
       pos += len;
     }
-    return out;
+    return;
   }
   UErrorCode status = U_ZERO_ERROR;
   // Creating a break iterator costs far more than using one: one per thread.
@@ -54,17 +57,16 @@ std::vector<std::pair<size_t, size_t>> Graphemes(const std::string& text) {
   UText* ut = utext_openUTF8(nullptr, text.data(), static_cast<int64_t>(text.size()), &status);
   if (U_FAILURE(status) || it == nullptr) {
     utext_close(ut);
-    out.emplace_back(0, text.size());
-    return out;
+    fn(size_t{0}, text.size());
+    return;
   }
   it->setText(ut, status);
   int32_t prev = it->first();
   for (int32_t next = it->next(); next != icu::BreakIterator::DONE; next = it->next()) {
-    out.emplace_back(static_cast<size_t>(prev), static_cast<size_t>(next));
+    fn(static_cast<size_t>(prev), static_cast<size_t>(next));
     prev = next;
   }
   utext_close(ut);
-  return out;
 }
 
 class UnicodeNormalizer : public Normalizer {
@@ -152,19 +154,19 @@ class Precompiled : public Normalizer {
     std::vector<CharChange> changes;
     changes.reserve(text.size());
     bool modified = false;
-    for (const auto& [begin, end] : Graphemes(text)) {
+    ForEachGrapheme(text, [&](size_t begin, size_t end) {
       const std::string_view grapheme(text.data() + begin, end - begin);
       if (grapheme.size() < 6) {
         if (auto norm = map_.Transform(grapheme)) {
           modified = true;
           AppendReplacement(DecodeAll(grapheme).size(), DecodeAll(*norm), &changes);
-          continue;
+          return;
         }
       }
       char32_t cp;
       for (size_t pos = 0; pos < grapheme.size();) {
-        const int len = DecodeUtf8(grapheme, pos, &cp);
-        if (len == 0) return;
+        int len = DecodeUtf8(grapheme, pos, &cp);
+        if (len == 0) len = 1;  // never: the text is validated on entry
         if (auto norm = map_.Transform(grapheme.substr(pos, len))) {
           modified = true;
           AppendReplacement(1, DecodeAll(*norm), &changes);
@@ -173,7 +175,7 @@ class Precompiled : public Normalizer {
         }
         pos += len;
       }
-    }
+    });
     if (modified) s->Transform(changes);
   }
 

@@ -134,12 +134,11 @@ int32_t PipelineTokenizer::sep_id() const {
 
 // HF AddedVocabulary::find_matches: leftmost-longest matches, then single_word, lstrip and
 // rstrip; the text between matches stays as pieces.
-void PipelineTokenizer::SplitAdded(const NormalizedString& s,
-                                   const std::vector<Pattern>& patterns,
+void PipelineTokenizer::SplitAdded(NormalizedString s, const std::vector<Pattern>& patterns,
                                    std::vector<Piece>* out) const {
   const std::string& text = s.text();
   if (patterns.empty()) {
-    if (!text.empty()) out->push_back({s, nullptr, {}});
+    if (!text.empty()) out->push_back({std::move(s), nullptr, {}});
     return;
   }
   std::array<bool, 256> first_byte{};
@@ -196,56 +195,55 @@ absl::StatusOr<Encoding> PipelineTokenizer::Encode(std::string_view text) const 
     pos += len;
   }
 
-  std::vector<Piece> raw, pieces;
-  if (!text.empty()) SplitAdded(NormalizedString(text, 0), raw_patterns_, &raw);
-  for (Piece& piece : raw) {
-    if (piece.added != nullptr) {
-      pieces.push_back(std::move(piece));
-      continue;
-    }
-    if (parts_.normalizer) parts_.normalizer->Normalize(&piece.text);
-    SplitAdded(piece.text, normalized_patterns_, &pieces);
-  }
-
-  struct Token {
-    int32_t id;
-    Span span;
-    std::string_view text;  // for offset trimming
-  };
-  std::vector<Token> tokens;
-  tokens.reserve(text.size() / 3 + 1);
-  std::vector<internal::PieceToken> piece_tokens;
-  for (const Piece& piece : pieces) {
-    if (piece.added != nullptr) {
-      // HF's token text is what matched, spaces taken by lstrip/rstrip included.
-      tokens.push_back({piece.added->id, piece.span, piece.text.text()});
-      continue;
-    }
-    std::vector<NormalizedString> words{piece.text};
-    if (parts_.pre_tokenizer) parts_.pre_tokenizer->PreTokenize(&words);
-    for (const NormalizedString& word : words) {
-      piece_tokens.clear();
-      parts_.model->Tokenize(word.text(), &piece_tokens);
-      for (const internal::PieceToken& t : piece_tokens) {
-        tokens.push_back({t.id, word.OriginalSpan(t.begin, t.end), parts_.model->IdToToken(t.id)});
-      }
-    }
-  }
-
   Encoding encoding;
+  encoding.ids.reserve(text.size() / 4 + 2);
+  encoding.offsets.reserve(text.size() / 4 + 2);
   const PostProcessing& post = parts_.post;
-  const size_t total = post.prefix.size() + tokens.size() + post.suffix.size();
-  encoding.ids.reserve(total);
-  encoding.offsets.reserve(total);
   for (int32_t id : post.prefix) {
     encoding.ids.push_back(id);
     encoding.offsets.emplace_back(0, 0);
   }
-  for (size_t i = 0; i < tokens.size(); ++i) {
-    Span span = tokens[i].span;
-    if (post.trim_offsets) TrimOffsets(tokens[i].text, i == 0, post.trim_add_prefix_space, &span);
-    encoding.ids.push_back(tokens[i].id);
+  const size_t first_token = encoding.ids.size();
+  // `token` is the token's text, which offset trimming looks at.
+  const auto emit = [&](int32_t id, Span span, std::string_view token) {
+    if (post.trim_offsets) {
+      TrimOffsets(token, encoding.ids.size() == first_token, post.trim_add_prefix_space, &span);
+    }
+    encoding.ids.push_back(id);
     encoding.offsets.emplace_back(span.begin, span.end);
+  };
+
+  std::vector<Piece> raw;
+  if (!text.empty()) SplitAdded(NormalizedString(text, 0), raw_patterns_, &raw);
+  std::vector<Piece> pieces;
+  std::vector<internal::PieceToken> piece_tokens;
+  const internal::PieceSink tokenize = [&](NormalizedString word) {
+    piece_tokens.clear();
+    parts_.model->Tokenize(word.text(), &piece_tokens);
+    for (const internal::PieceToken& t : piece_tokens) {
+      emit(t.id, word.OriginalSpan(t.begin, t.end), parts_.model->IdToToken(t.id));
+    }
+  };
+  for (Piece& raw_piece : raw) {
+    if (raw_piece.added != nullptr) {
+      // HF's token text is what matched, spaces taken by lstrip/rstrip included.
+      emit(raw_piece.added->id, raw_piece.span, raw_piece.text.text());
+      continue;
+    }
+    if (parts_.normalizer) parts_.normalizer->Normalize(&raw_piece.text);
+    pieces.clear();
+    SplitAdded(std::move(raw_piece.text), normalized_patterns_, &pieces);
+    for (Piece& piece : pieces) {
+      if (piece.added != nullptr) {
+        emit(piece.added->id, piece.span, piece.text.text());
+        continue;
+      }
+      if (parts_.pre_tokenizer) {
+        parts_.pre_tokenizer->PreTokenize(std::move(piece.text), tokenize);
+      } else {
+        tokenize(std::move(piece.text));
+      }
+    }
   }
   for (int32_t id : post.suffix) {
     encoding.ids.push_back(id);

@@ -76,31 +76,34 @@ class ByteLevel : public PreTokenizer {
   ByteLevel(bool add_prefix_space, bool use_regex)
       : add_prefix_space_(add_prefix_space), use_regex_(use_regex) {}
 
-  void PreTokenize(std::vector<NormalizedString>* pieces) const override {
-    std::vector<NormalizedString> out;
-    for (NormalizedString& piece : *pieces) {
-      if (add_prefix_space_ && piece.text()[0] != ' ') piece.Prepend(" ");
-      if (use_regex_) {
-        SplitPiece(piece, Gpt2Split(piece.text()), SplitBehavior::kIsolated, &out);
-      } else {
-        out.push_back(std::move(piece));
-      }
+  void PreTokenize(NormalizedString piece, const PieceSink& sink) const override {
+    if (add_prefix_space_ && piece.text()[0] != ' ') piece.Prepend(" ");
+    if (!use_regex_) {
+      sink(ToBytes(std::move(piece)));
+      return;
     }
-    for (NormalizedString& piece : out) {
-      std::vector<CharChange> changes;
-      changes.reserve(piece.text().size());
-      const std::string& text = piece.text();
-      char32_t cp;
-      for (size_t pos = 0; pos < text.size();) {
-        const int len = DecodeUtf8(text, pos, &cp);
-        for (int i = 0; i < len; ++i) {
-          changes.push_back({ByteToChar(static_cast<unsigned char>(text[pos + i])), i > 0});
-        }
-        pos += len;
+    SplitPiece(piece, Gpt2Split(piece.text()), SplitBehavior::kIsolated,
+               [&](NormalizedString part) { sink(ToBytes(std::move(part))); });
+  }
+
+ private:
+  // Every byte becomes its character of the byte-level alphabet; all of a character's bytes
+  // keep its span.
+  static NormalizedString ToBytes(NormalizedString piece) {
+    std::vector<CharChange> changes;
+    changes.reserve(piece.text().size());
+    const std::string& text = piece.text();
+    char32_t cp;
+    for (size_t pos = 0; pos < text.size();) {
+      int len = DecodeUtf8(text, pos, &cp);
+      if (len == 0) len = 1;  // never: the text is validated on entry
+      for (int i = 0; i < len; ++i) {
+        changes.push_back({ByteToChar(static_cast<unsigned char>(text[pos + i])), i > 0});
       }
-      piece.Transform(changes);
+      pos += len;
     }
-    *pieces = std::move(out);
+    piece.Transform(changes);
+    return piece;
   }
 
  private:
@@ -112,31 +115,27 @@ class Metaspace : public PreTokenizer {
   Metaspace(std::string replacement, PrependScheme prepend, bool split)
       : replacement_(std::move(replacement)), prepend_(prepend), split_(split) {}
 
-  void PreTokenize(std::vector<NormalizedString>* pieces) const override {
-    std::vector<NormalizedString> out;
-    for (NormalizedString& piece : *pieces) {
-      std::vector<std::pair<size_t, size_t>> spaces;
-      for (size_t pos = 0; pos < piece.text().size(); ++pos) {
-        if (piece.text()[pos] == ' ') spaces.emplace_back(pos, pos + 1);
-      }
-      piece.Replace(spaces, replacement_);
-      const bool starts = piece.text().compare(0, replacement_.size(), replacement_) == 0;
-      if (!starts && (prepend_ == PrependScheme::kAlways ||
-                      (prepend_ == PrependScheme::kFirst && piece.original_begin() == 0))) {
-        piece.Prepend(replacement_);
-      }
-      if (!split_ || replacement_.empty()) {
-        out.push_back(std::move(piece));
-        continue;
-      }
-      std::vector<std::pair<size_t, size_t>> marks;
-      for (size_t pos = piece.text().find(replacement_); pos != std::string::npos;
-           pos = piece.text().find(replacement_, pos + replacement_.size())) {
-        marks.emplace_back(pos, pos + replacement_.size());
-      }
-      SplitPiece(piece, marks, SplitBehavior::kMergedWithNext, &out);
+  void PreTokenize(NormalizedString piece, const PieceSink& sink) const override {
+    std::vector<std::pair<size_t, size_t>> spaces;
+    for (size_t pos = 0; pos < piece.text().size(); ++pos) {
+      if (piece.text()[pos] == ' ') spaces.emplace_back(pos, pos + 1);
     }
-    *pieces = std::move(out);
+    piece.Replace(spaces, replacement_);
+    const bool starts = piece.text().compare(0, replacement_.size(), replacement_) == 0;
+    if (!starts && (prepend_ == PrependScheme::kAlways ||
+                    (prepend_ == PrependScheme::kFirst && piece.original_begin() == 0))) {
+      piece.Prepend(replacement_);
+    }
+    if (!split_) {
+      sink(std::move(piece));
+      return;
+    }
+    std::vector<std::pair<size_t, size_t>> marks;
+    for (size_t pos = piece.text().find(replacement_); pos != std::string::npos;
+         pos = piece.text().find(replacement_, pos + replacement_.size())) {
+      marks.emplace_back(pos, pos + replacement_.size());
+    }
+    SplitPiece(piece, marks, SplitBehavior::kMergedWithNext, sink);
   }
 
  private:
@@ -147,32 +146,40 @@ class Metaspace : public PreTokenizer {
 
 class WhitespaceSplit : public PreTokenizer {
  public:
-  void PreTokenize(std::vector<NormalizedString>* pieces) const override {
-    std::vector<NormalizedString> out;
-    for (const NormalizedString& piece : *pieces) {
-      std::vector<std::pair<size_t, size_t>> spaces;
-      const std::string& text = piece.text();
-      char32_t cp;
-      for (size_t pos = 0; pos < text.size();) {
-        const int len = DecodeUtf8(text, pos, &cp);
-        if (IsWhiteSpace(cp)) spaces.emplace_back(pos, pos + len);
-        pos += len;
-      }
-      SplitPiece(piece, spaces, SplitBehavior::kRemoved, &out);
+  void PreTokenize(NormalizedString piece, const PieceSink& sink) const override {
+    std::vector<std::pair<size_t, size_t>> spaces;
+    const std::string& text = piece.text();
+    char32_t cp;
+    for (size_t pos = 0; pos < text.size();) {
+      int len = DecodeUtf8(text, pos, &cp);
+      if (len == 0) len = 1;  // never: the text is validated on entry
+      if (IsWhiteSpace(cp)) spaces.emplace_back(pos, pos + len);
+      pos += len;
     }
-    *pieces = std::move(out);
+    SplitPiece(piece, spaces, SplitBehavior::kRemoved, sink);
   }
 };
 
+// Each stage's pieces go through the next stages before the stage makes its next piece.
 class Sequence : public PreTokenizer {
  public:
   explicit Sequence(std::vector<std::unique_ptr<PreTokenizer>> parts)
       : parts_(std::move(parts)) {}
-  void PreTokenize(std::vector<NormalizedString>* pieces) const override {
-    for (const auto& part : parts_) part->PreTokenize(pieces);
+  void PreTokenize(NormalizedString piece, const PieceSink& sink) const override {
+    Run(0, std::move(piece), sink);
   }
 
  private:
+  void Run(size_t stage, NormalizedString piece, const PieceSink& sink) const {
+    if (stage == parts_.size()) {
+      sink(std::move(piece));
+      return;
+    }
+    parts_[stage]->PreTokenize(std::move(piece), [&](NormalizedString part) {
+      Run(stage + 1, std::move(part), sink);
+    });
+  }
+
   std::vector<std::unique_ptr<PreTokenizer>> parts_;
 };
 

@@ -19,8 +19,9 @@ namespace longenc::tokenizer::internal {
 class PreTokenizer {
  public:
   virtual ~PreTokenizer() = default;
-  // Replaces each piece by the pieces it splits into (empty ones dropped).
-  virtual void PreTokenize(std::vector<NormalizedString>* pieces) const = 0;
+  // Hands the pieces `piece` splits into (empty ones dropped) to `sink`, in order, one at a
+  // time: a document of a million words never holds a million pieces at once.
+  virtual void PreTokenize(NormalizedString piece, const PieceSink& sink) const = 0;
 };
 
 std::unique_ptr<PreTokenizer> MakeByteLevel(bool add_prefix_space, bool use_regex);
