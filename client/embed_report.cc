@@ -62,23 +62,23 @@ std::string LineRanges::ToString() const {
   return absl::StrJoin(parts, ",");
 }
 
-Progress::Progress(bool enabled, int64_t total, int64_t skipped)
-    : enabled_(enabled), tty_(isatty(2) != 0), total_(total), skipped_(skipped) {}
+Progress::Progress(bool enabled, int64_t total)
+    : enabled_(enabled), tty_(isatty(2) != 0), total_(total) {}
 
-void Progress::Update(int64_t done, int64_t failed, int64_t tokens, bool last) {
+void Progress::Update(int64_t done, int64_t skipped, int64_t failed, int64_t tokens, bool last) {
   if (!enabled_) return;
   const absl::Time now = absl::Now();
   if (!last && now - shown_ < (tty_ ? absl::Milliseconds(200) : absl::Seconds(5))) return;
   shown_ = now;
   const double seconds = std::max(1e-3, absl::ToDoubleSeconds(now - start_));
-  std::string line = absl::StrCat(skipped_ + done);
+  std::string line = absl::StrCat(skipped + done);
   if (total_ >= 0) {
     absl::StrAppend(&line, "/", total_, " documents (",
-                    (skipped_ + done) * 100 / std::max<int64_t>(total_, 1), "%)");
+                    (skipped + done) * 100 / std::max<int64_t>(total_, 1), "%)");
   } else {
     absl::StrAppend(&line, " documents");
   }
-  if (skipped_ > 0) absl::StrAppend(&line, ", ", skipped_, " already in the output");
+  if (skipped > 0) absl::StrAppend(&line, ", ", skipped, " already in the output");
   if (failed > 0) absl::StrAppend(&line, ", ", failed, " failed");
   absl::StrAppend(&line, ", ", static_cast<int64_t>(tokens / seconds), " tokens/s");
   if (tty_) {

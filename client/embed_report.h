@@ -40,15 +40,15 @@ class LineRanges {
 // terminal (at most 5 times a second), a line every 5 s otherwise.
 class Progress {
  public:
-  // `total` < 0: unknown; `skipped`: documents a --resume found already done.
-  Progress(bool enabled, int64_t total, int64_t skipped);
-  void Update(int64_t done, int64_t failed, int64_t tokens, bool last = false);
+  // `total` < 0: unknown.
+  Progress(bool enabled, int64_t total);
+  // `skipped`: documents a --resume found already done so far.
+  void Update(int64_t done, int64_t skipped, int64_t failed, int64_t tokens, bool last = false);
 
  private:
   const bool enabled_;
   const bool tty_;
   const int64_t total_;
-  const int64_t skipped_;
   const absl::Time start_ = absl::Now();
   absl::Time shown_ = absl::InfinitePast();
 };

@@ -304,14 +304,14 @@ int Embed(const std::vector<std::string>& args, const std::vector<std::string>& 
     writer = std::move(*w);
   }
 
-  // Reading ahead to the first document applies --resume's skips, so progress can count them.
+  // The first document read ahead: an empty stdin is an input error.
   InputDocument first;
   const bool has_first = input.Next(&first);
   const std::string progress_flag = absl::GetFlag(FLAGS_progress);
   Progress progress(progress_flag == "always" ||
                         (progress_flag == "auto" && isatty(2) &&
                          (input.total() < 0 || input.total() >= 64)),
-                    input.total(), input.skipped());
+                    input.total());
   int64_t done = 0, failed = 0, tokens = 0, own_failures = 0;
   LineRanges failed_lines;
   std::vector<std::string> failed_other;  // arguments and files
@@ -340,7 +340,7 @@ int Embed(const std::vector<std::string>& args, const std::vector<std::string>& 
         messages.push_back(absl::StrCat(input.Where(d), ": ", code, e.status().message()));
       }
     }
-    progress.Update(done, failed, tokens);
+    progress.Update(done, input.skipped(), failed, tokens);
     return s;
   };
   bool first_pending = has_first;
@@ -360,7 +360,7 @@ int Embed(const std::vector<std::string>& args, const std::vector<std::string>& 
   CatchInterrupts();
   const BatchSummary summary = EmbedInBatches(next, *options, call, batch, sink);
   absl::Status finished = writer->Finish();
-  progress.Update(done, failed, tokens, /*last=*/true);
+  progress.Update(done, input.skipped(), failed, tokens, /*last=*/true);
   if (!has_first && input.skipped() == 0) {
     return InputError("no documents (give texts, --file, --jsonl or stdin)");
   }
