@@ -427,8 +427,8 @@ int Embed(const std::vector<std::string>& args, const std::vector<std::string>& 
   if (!finished.ok()) return Report(finished, "output");
   if (stopped) {
     if (summary.stop.code() == absl::StatusCode::kCancelled) return kInterrupted;
-    return summary.stop.code() == absl::StatusCode::kDataLoss ? Report(summary.stop, "output")
-                                                               : ExitCode(summary.stop);
+    // DATA_LOSS: the output could not be written (said above).
+    return summary.stop.code() == absl::StatusCode::kDataLoss ? kFailure : ExitCode(summary.stop);
   }
   if (summary.rejected > 0) return kRejected;
   if (failed > 0) return kInput;
