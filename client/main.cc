@@ -424,7 +424,9 @@ int Embed(const std::vector<std::string>& args, const std::vector<std::string>& 
       }
     }
   }
-  if (!finished.ok()) return Report(finished, "output");
+  if (!finished.ok() && summary.stop.code() != absl::StatusCode::kDataLoss) {
+    return Report(finished, "output");
+  }
   if (stopped) {
     if (summary.stop.code() == absl::StatusCode::kCancelled) return kInterrupted;
     // DATA_LOSS: the output could not be written (said above).
