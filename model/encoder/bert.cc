@@ -45,9 +45,15 @@ torch::Tensor BertSelfAttentionImpl::forward(const torch::Tensor& x, const torch
   auto split = [&](const torch::Tensor& t) {  // [B, N, Hd] -> [B, H, N, D]
     return t.view({batch, length, heads_, head_dim_}).transpose(1, 2).contiguous();
   };
+  // A checkpoint between the projections: at 100k tokens each takes a few tenths of a second.
   torch::Tensor q = split(query_(x));
   if (query_scale != 1.0) q = q * query_scale;
-  torch::Tensor context = core.Forward(q, split(key_(x)), split(value_(x)), key_valid);
+  model::AtCheckpoint();
+  const torch::Tensor k = split(key_(x));
+  model::AtCheckpoint();
+  const torch::Tensor v = split(value_(x));
+  model::AtCheckpoint();
+  torch::Tensor context = core.Forward(q, k, v, key_valid);
   return context.transpose(1, 2).reshape({batch, length, heads_ * head_dim_});  // [B, N, Hd]
 }
 
