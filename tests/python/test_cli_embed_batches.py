@@ -66,6 +66,10 @@ def reference(stub, pb2, doc, truncate=False):
     return np.array(r.embeddings[0].values, dtype=np.float32)
 
 
+def embedding_dim(stub, pb2):
+    return stub.GetInfo(pb2.GetInfoRequest(), timeout=60).embedding_dim
+
+
 def read_jsonl(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -149,7 +153,7 @@ def test_failed_lines_are_named_and_a_resume_completes_the_file(server, stubs, t
     assert f"not embedded: {path} lines 7,18" in r.stderr
     if fmt == "npy":
         first = np.load(out)
-        assert first.shape == (30, 384)
+        assert first.shape == (30, embedding_dim(stub, pb2))
         assert np.isnan(first[[6, 17]]).all() and not np.isnan(first[:6]).any()
     else:
         assert len(read_jsonl(out)) == 28
@@ -251,7 +255,8 @@ def test_ctrl_c_finishes_the_calls_in_flight_and_prints_the_resume_command(serve
          f"--output={out}", "--batch_documents=2", "--progress=never"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    row_bytes = 384 * 4
+    dim = embedding_dim(pb2_grpc.EncoderStub(server.channel), pb2)
+    row_bytes = dim * 4
     # The npy file grows row by row: interrupt after a few rows.
     while (not out.exists() or out.stat().st_size < 128 + 6 * row_bytes) and \
             time.time() < deadline and cli.poll() is None:
@@ -262,7 +267,7 @@ def test_ctrl_c_finishes_the_calls_in_flight_and_prints_the_resume_command(serve
     assert cli.returncode == 130, stderr
     assert "interrupted" in stderr, stderr
     first = np.load(out)
-    assert first.shape == (len(docs), 384)
+    assert first.shape == (len(docs), dim)
     done = int((~np.isnan(first).any(axis=1)).sum())
     assert 6 <= done < len(docs)
     assert not np.isnan(first[:done]).any()  # finished rows are a prefix: input order
