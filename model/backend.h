@@ -38,6 +38,13 @@ struct EncodeSettings {
   bool operator!=(const EncodeSettings& o) const { return !(*this == o); }
 };
 
+// Tokens [begin, end) of one sequence (special tokens included in the indexing).
+struct TokenRange {
+  int64_t begin = 0;
+  int64_t end = 0;
+  bool operator==(const TokenRange& o) const { return begin == o.begin && end == o.end; }
+};
+
 // A packed ("ragged") batch: sequences are concatenated; offsets has size() + 1 entries and
 // sequence i is token_ids[offsets[i], offsets[i+1]). Sequences already carry their special
 // tokens ([CLS] ... [SEP]) and fit the backend's limits (the caller truncates or rejects).
@@ -47,14 +54,22 @@ struct Batch {
   std::vector<int64_t> offsets = {0};
   std::vector<Pooling> pooling;      // per sequence
   std::vector<uint8_t> normalize;    // per sequence; 1 = L2-normalise the pooled vector
+  // Late chunks (model/chunking.h), ragged like the tokens: sequence i's are
+  // chunks[chunk_offsets[i], chunk_offsets[i+1]), each within the sequence.
+  std::vector<TokenRange> chunks;
+  std::vector<int64_t> chunk_offsets = {0};
 
   int64_t size() const { return static_cast<int64_t>(offsets.size()) - 1; }
   int64_t length(int64_t i) const { return offsets[i + 1] - offsets[i]; }
-  void Add(absl::Span<const int32_t> ids, Pooling p = Pooling::kMean, bool l2 = true) {
+  int64_t num_chunks() const { return static_cast<int64_t>(chunks.size()); }
+  void Add(absl::Span<const int32_t> ids, Pooling p = Pooling::kMean, bool l2 = true,
+           absl::Span<const TokenRange> seq_chunks = {}) {
     token_ids.insert(token_ids.end(), ids.begin(), ids.end());
     offsets.push_back(static_cast<int64_t>(token_ids.size()));
     pooling.push_back(p);
     normalize.push_back(l2 ? 1 : 0);
+    chunks.insert(chunks.end(), seq_chunks.begin(), seq_chunks.end());
+    chunk_offsets.push_back(static_cast<int64_t>(chunks.size()));
   }
 };
 
@@ -62,6 +77,9 @@ struct Batch {
 struct BatchResult {
   int64_t dim = 0;
   std::vector<float> embeddings;  // size() * dim, row-major
+  // Row c is the vector of Batch::chunks[c]: the mean of its tokens' final hidden states,
+  // normalised like its sequence; num_chunks() * dim.
+  std::vector<float> chunk_embeddings;
   // Memory high-water mark while this batch ran (device allocator on CUDA, process RSS on
   // CPU), in bytes; 0 when unknown.
   int64_t peak_memory_bytes = 0;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "model/chunking.h"
 
 namespace longenc::server {
 namespace {
@@ -16,6 +17,38 @@ using longenc::v1::EmbedResponse;
 std::string DocumentLabel(int index, const std::string& id) {
   if (id.empty()) return absl::StrCat("documents[", index, "]");
   return absl::StrCat("documents[", index, "] (id \"", id, "\")");
+}
+
+// The request-wide checks of EmbedRequest.chunking (docs/API.md, "Late chunking").
+absl::Status CheckChunking(const EmbedRequest& request) {
+  const longenc::v1::Chunking& c = request.chunking();
+  if (c.spans_size() > 0) {
+    if (c.max_tokens() != 0 || c.overlap_tokens() != 0) {
+      return absl::InvalidArgumentError(
+          "chunking: give max_tokens (with overlap_tokens) or spans, not both");
+    }
+    if (request.documents_size() != 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "chunking.spans: the request has ", request.documents_size(),
+          " documents; spans are byte offsets into one text, so send one document per request"));
+    }
+    if (c.spans_size() > kMaxChunksPerRequest) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "chunking.spans: ", c.spans_size(), " spans, over the limit of ", kMaxChunksPerRequest,
+          " chunks per request: split the document over several requests"));
+    }
+    return absl::OkStatus();
+  }
+  if (c.max_tokens() <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "chunking.max_tokens = ", c.max_tokens(), ": must be > 0 (or give chunking.spans)"));
+  }
+  if (c.overlap_tokens() < 0 || c.overlap_tokens() >= c.max_tokens()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "chunking.overlap_tokens = ", c.overlap_tokens(), ": need 0 <= overlap_tokens < "
+        "max_tokens (", c.max_tokens(), ")"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -65,6 +98,13 @@ absl::StatusOr<PreparedEmbed> PrepareEmbed(const EmbedRequest& request, const Ru
   p.position_mode =
       request.position_mode().empty() ? info.default_position_mode : request.position_mode();
   p.request_id = request.request_id();
+  const bool chunking = request.has_chunking();
+  if (chunking) {
+    if (absl::Status s = CheckChunking(request); !s.ok()) return s;
+    p.job.chunks.resize(n);
+    p.chunks.resize(n);
+  }
+  int64_t total_chunks = 0;
 
   const int64_t vocab = info.vocab_size > 0 ? info.vocab_size : runtime.tokenizer->vocab_size();
   // Exact attention has its own, lower limit (its cost grows with the square of the length).
@@ -76,6 +116,7 @@ absl::StatusOr<PreparedEmbed> PrepareEmbed(const EmbedRequest& request, const Ru
   for (int i = 0; i < n; ++i) {
     const longenc::v1::Document& doc = request.documents(i);
     std::vector<int32_t> ids;
+    std::vector<std::pair<int32_t, int32_t>> offsets;  // text documents only
     switch (doc.content_case()) {
       case longenc::v1::Document::kText: {
         if (doc.text().empty()) {
@@ -90,9 +131,15 @@ absl::StatusOr<PreparedEmbed> PrepareEmbed(const EmbedRequest& request, const Ru
               absl::StrCat(DocumentLabel(i, doc.id()), ".text: ", enc.status().message()));
         }
         ids = std::move(enc->ids);
+        offsets = std::move(enc->offsets);
         break;
       }
       case longenc::v1::Document::kTokens: {
+        if (chunking && request.chunking().spans_size() > 0) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "chunking.spans: ", DocumentLabel(i, doc.id()), " is given as token ids and "
+              "spans are byte offsets into text: send the text, or use chunking.max_tokens"));
+        }
         const auto& in = doc.tokens().ids();
         if (in.empty()) {
           return absl::InvalidArgumentError(
@@ -136,6 +183,42 @@ absl::StatusOr<PreparedEmbed> PrepareEmbed(const EmbedRequest& request, const Ru
       if (ends_with_sep) ids.back() = sep;
       truncated = true;
     }
+    if (chunking) {
+      const longenc::v1::Chunking& c = request.chunking();
+      const model::TokenRange content =
+          model::ContentTokens(ids, runtime.tokenizer->cls_id(), sep);
+      std::vector<model::TokenRange> chunks;
+      if (c.spans_size() > 0) {
+        std::vector<std::pair<int32_t, int32_t>> spans;
+        spans.reserve(c.spans_size());
+        for (const longenc::v1::Offset& o : c.spans()) spans.emplace_back(o.start(), o.end());
+        absl::StatusOr<std::vector<model::TokenRange>> found = model::SpanChunks(
+            offsets, content, static_cast<int64_t>(doc.text().size()), spans);
+        if (!found.ok()) {
+          return absl::InvalidArgumentError(absl::StrCat("chunking.", found.status().message(),
+                                                         " in ", DocumentLabel(i, doc.id())));
+        }
+        chunks = *std::move(found);
+      } else {
+        total_chunks += model::CountFixedChunks(content, c.max_tokens(), c.overlap_tokens());
+        if (total_chunks > kMaxChunksPerRequest) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "chunking.max_tokens = ", c.max_tokens(), ": the request's documents up to ",
+              DocumentLabel(i, doc.id()), " make ", total_chunks, " chunks, over the limit of ",
+              kMaxChunksPerRequest, " per request: use larger chunks or fewer documents"));
+        }
+        chunks = model::FixedChunks(content, c.max_tokens(), c.overlap_tokens());
+      }
+      p.chunks[i].reserve(chunks.size());
+      for (const model::TokenRange& r : chunks) {
+        p.chunks[i].push_back({r, offsets.empty() ? std::pair<int32_t, int32_t>{0, 0}
+                                                  : std::pair<int32_t, int32_t>{
+                                                        offsets[r.begin].first,
+                                                        offsets[r.end - 1].second}});
+      }
+      p.num_chunks += static_cast<int64_t>(chunks.size());
+      p.job.chunks[i] = std::move(chunks);
+    }
     p.num_tokens.push_back(static_cast<int32_t>(ids.size()));
     p.truncated.push_back(truncated);
     p.ids.push_back(doc.id());
@@ -156,6 +239,20 @@ void FillEmbedResponse(const PreparedEmbed& p, const batching::JobResult& result
     e->set_num_tokens(p.num_tokens[i]);
     e->set_truncated(p.truncated[i]);
     e->set_id(p.ids[i]);
+    if (!p.chunks.empty() && !p.chunks[i].empty()) {
+      const std::vector<PreparedEmbed::ChunkSpan>& spans = p.chunks[i];
+      const std::vector<float>& vectors = result.chunk_embeddings[static_cast<size_t>(i)];
+      e->mutable_chunks()->Reserve(static_cast<int>(spans.size()));
+      for (size_t c = 0; c < spans.size(); ++c) {
+        longenc::v1::Chunk* chunk = e->add_chunks();
+        const float* v = vectors.data() + c * result.dim;
+        chunk->mutable_values()->Add(v, v + result.dim);
+        chunk->set_token_start(static_cast<int32_t>(spans[c].tokens.begin));
+        chunk->set_token_end(static_cast<int32_t>(spans[c].tokens.end));
+        chunk->set_char_start(spans[c].bytes.first);
+        chunk->set_char_end(spans[c].bytes.second);
+      }
+    }
     tokens += p.num_tokens[i];
     truncated += p.truncated[i] ? 1 : 0;
   }

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -18,12 +19,24 @@
 
 namespace longenc::server {
 
+// Most late chunks (EmbedRequest.chunking) one request may ask for, over all its documents:
+// keeps a response within the default message limit (4096 x 1024 floats is about 21 MB).
+inline constexpr int64_t kMaxChunksPerRequest = 4096;
+
 // A validated, tokenized request: the job to submit and what the response echoes.
 struct PreparedEmbed {
   batching::Job job;
   std::vector<std::string> ids;
   std::vector<int32_t> num_tokens;
   std::vector<bool> truncated;
+  // Per document, each chunk's tokens and UTF-8 byte range in the text ((0, 0) for token-id
+  // documents); empty without chunking. job.chunks holds the same token ranges.
+  struct ChunkSpan {
+    model::TokenRange tokens;
+    std::pair<int32_t, int32_t> bytes;
+  };
+  std::vector<std::vector<ChunkSpan>> chunks;
+  int64_t num_chunks = 0;  // over all documents
   std::string request_id;
   std::string attention;
   std::string position_mode;

@@ -66,6 +66,9 @@ absl::Status Batcher::Submit(Job job) {
   if (n == 0 || !job.done) {
     return absl::InvalidArgumentError("batcher: a job needs documents and a callback");
   }
+  if (!job.chunks.empty() && static_cast<int64_t>(job.chunks.size()) != n) {
+    return absl::InvalidArgumentError("batcher: a job's chunks need one list per document");
+  }
   int64_t tokens = 0;
   double cost = 0, costliest = 0;
   std::vector<double> costs;
@@ -112,9 +115,11 @@ absl::Status Batcher::Submit(Job job) {
       state->documents = n;
       state->remaining = n;
       std::vector<std::vector<int32_t>> docs = std::move(job.documents);
+      std::vector<std::vector<model::TokenRange>> chunks = std::move(job.chunks);
+      chunks.resize(static_cast<size_t>(n));
       state->job = std::move(job);
       for (int64_t i = 0; i < n; ++i) {
-        queue_.push_back(Item{state, i, std::move(docs[i]), costs[i]});
+        queue_.push_back(Item{state, i, std::move(docs[i]), std::move(chunks[i]), costs[i]});
       }
       queued_ += n;
       queued_cost_ += cost;
@@ -356,7 +361,7 @@ void Batcher::RunBatch(std::vector<Item> items, int64_t queue_after, bool pausab
     cost += item.cost;
     costliest = std::max(costliest, item.cost);
     const JobState& s = *item.job;
-    batch.Add(item.ids, s.job.pooling, s.job.normalize);
+    batch.Add(item.ids, s.job.pooling, s.job.normalize, item.chunks);
     const int64_t len = static_cast<int64_t>(item.ids.size());
     stats.document_tokens.push_back(len);
     stats.tokens += len;
@@ -379,6 +384,12 @@ void Batcher::RunBatch(std::vector<Item> items, int64_t queue_after, bool pausab
     result = absl::InternalError(absl::StrCat("backend returned ", result->embeddings.size(),
                                               " floats for ", batch.size(),
                                               " documents of dim ", result->dim));
+  }
+  if (result.ok() && static_cast<int64_t>(result->chunk_embeddings.size()) !=
+                         result->dim * batch.num_chunks()) {
+    result = absl::InternalError(absl::StrCat("backend returned ",
+                                              result->chunk_embeddings.size(), " floats for ",
+                                              batch.num_chunks(), " chunks of dim ", result->dim));
   }
   // Time spent in batches run from this one's checkpoints is theirs, not its own.
   stats.inference_time = end - start - pause.nested_time;
@@ -416,6 +427,12 @@ void Batcher::RunBatch(std::vector<Item> items, int64_t queue_after, bool pausab
     }
     std::copy_n(result->embeddings.begin() + r * result->dim, result->dim,
                 out.embeddings.begin() + items[r].index * out.dim);
+    if (!items[r].chunks.empty()) {
+      out.chunk_embeddings.resize(static_cast<size_t>(s.documents));
+      const auto first = result->chunk_embeddings.begin() + batch.chunk_offsets[r] * result->dim;
+      out.chunk_embeddings[items[r].index].assign(
+          first, first + static_cast<int64_t>(items[r].chunks.size()) * result->dim);
+    }
     out.queue_time = std::max(out.queue_time, start - s.enqueued);
     if (s.last_batch != seq) {
       s.last_batch = seq;

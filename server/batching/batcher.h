@@ -75,6 +75,8 @@ struct BatcherOptions {
 struct JobResult {
   int64_t dim = 0;
   std::vector<float> embeddings;         // documents x dim, in job order
+  // Per document, its Job::chunks' vectors (chunks x dim), in job order.
+  std::vector<std::vector<float>> chunk_embeddings;
   absl::Duration queue_time;             // admission -> start of the last batch that held a doc
   absl::Duration inference_time;         // sum over the distinct batches that held its docs
   int64_t batches = 0;
@@ -87,6 +89,8 @@ struct Job {
   model::Pooling pooling = model::Pooling::kMean;
   bool normalize = true;
   std::vector<std::vector<int32_t>> documents;
+  // Optional late chunks per document (empty, or one list per document; model/chunking.h).
+  std::vector<std::vector<model::TokenRange>> chunks;
   absl::Time deadline = absl::InfiniteFuture();
   // Optional; the caller sets it when its RPC is cancelled.
   std::shared_ptr<std::atomic<bool>> cancelled;
@@ -141,6 +145,7 @@ class Batcher {
     std::shared_ptr<JobState> job;
     int64_t index = 0;           // document index within the job
     std::vector<int32_t> ids;
+    std::vector<model::TokenRange> chunks;
     double cost = 0;             // Backend::Cost of this document
   };
   struct Failure {

@@ -36,8 +36,8 @@ class FakeClock : public Clock {
   absl::Time now_ = absl::FromUnixSeconds(1000);
 };
 
-// Row i = {length, first id, pooling, normalize}; records every batch; each call takes
-// `compute` of fake time.
+// Row i = {length, first id, pooling, normalize}; chunk row c = {begin, end, its sequence's
+// first id, 0}; records every batch; each call takes `compute` of fake time.
 class FakeBackend : public model::Backend {
  public:
   explicit FakeBackend(FakeClock* clock) : clock_(clock) {}
@@ -60,6 +60,12 @@ class FakeBackend : public model::Backend {
       r.embeddings.push_back(static_cast<float>(batch.token_ids[batch.offsets[i]]));
       r.embeddings.push_back(batch.pooling[i] == model::Pooling::kCls ? 1.f : 0.f);
       r.embeddings.push_back(static_cast<float>(batch.normalize[i]));
+      for (int64_t c = batch.chunk_offsets[i]; c < batch.chunk_offsets[i + 1]; ++c) {
+        r.chunk_embeddings.insert(r.chunk_embeddings.end(),
+                                  {static_cast<float>(batch.chunks[c].begin),
+                                   static_cast<float>(batch.chunks[c].end),
+                                   static_cast<float>(batch.token_ids[batch.offsets[i]]), 0.f});
+      }
     }
     return r;
   }
@@ -127,6 +133,29 @@ TEST(Batcher, WaitsForTheDelayThenRunsAPartialBatch) {
   EXPECT_EQ((*out.result)->dim, 4);
   EXPECT_THAT((*out.result)->embeddings, ElementsAre(10, 7, 0, 1));
   EXPECT_EQ((*out.result)->queue_time, absl::Milliseconds(5));
+}
+
+// Late chunks ride with their document through batches of any composition and come back in
+// job order.
+TEST(Batcher, CarriesEachDocumentsChunksToTheBackendAndBack) {
+  Fixture f(Options(64, absl::ZeroDuration()));
+  Outcome out;
+  Job job = MakeJob({Doc(40, 1), Doc(10, 2), Doc(30, 3)}, &out);  // doc 0 runs alone
+  job.chunks = {{{1, 20}, {15, 39}}, {}, {{1, 29}}};
+  ASSERT_TRUE(f.batcher.Submit(std::move(job)).ok());
+  while (out.calls == 0) f.batcher.Step();
+  ASSERT_TRUE(out.result->ok()) << out.result->status();
+  EXPECT_GE(f.backend.batches.size(), 2u);
+  const std::vector<std::vector<float>>& chunks = (*out.result)->chunk_embeddings;
+  ASSERT_EQ(chunks.size(), 3u);
+  EXPECT_THAT(chunks[0], ElementsAre(1, 20, 1, 0, 15, 39, 1, 0));
+  EXPECT_TRUE(chunks[1].empty());
+  EXPECT_THAT(chunks[2], ElementsAre(1, 29, 3, 0));
+
+  Outcome bad;
+  Job mismatched = MakeJob({Doc(4, 1), Doc(4, 2)}, &bad);
+  mismatched.chunks = {{{1, 3}}};
+  EXPECT_EQ(f.batcher.Submit(std::move(mismatched)).code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(Batcher, FullBatchRunsWithoutWaiting) {
