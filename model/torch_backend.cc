@@ -3,6 +3,8 @@
 //
 // Long documents (over the position table) are encoded one at a time in one pass with the
 // chosen position scheme, or in windows for "chunk"; short ones are padded together.
+// Late chunks (Batch::chunks) are means of the same pass's final hidden states; under "chunk"
+// each token's state comes from its window ("long late chunking", docs/API.md).
 // Settings come in two trust levels: the operator's (defaults, --attention_preset) are used as
 // given; a request's options pass model/request_policy.h first.
 // Thread-safety: Embed() runs on one thread (the batcher's), and batches it runs from a
@@ -282,8 +284,18 @@ class TorchBackend final : public Backend {
   absl::Status Validate(const Batch& batch) const {
     if (batch.size() < 0 || batch.offsets.empty() || batch.offsets.back() != static_cast<int64_t>(batch.token_ids.size()) ||
         batch.pooling.size() != static_cast<size_t>(batch.size()) ||
-        batch.normalize.size() != static_cast<size_t>(batch.size())) {
-      return absl::InvalidArgumentError("malformed batch: offsets, pooling and normalize disagree");
+        batch.normalize.size() != static_cast<size_t>(batch.size()) ||
+        batch.chunk_offsets.size() != batch.offsets.size() || batch.chunk_offsets.back() != batch.num_chunks()) {
+      return absl::InvalidArgumentError("malformed batch: offsets, pooling, normalize and chunks disagree");
+    }
+    for (int64_t i = 0; i < batch.size(); ++i) {
+      for (int64_t c = batch.chunk_offsets[i]; c < batch.chunk_offsets[i + 1]; ++c) {
+        if (batch.chunks[c].begin < 0 || batch.chunks[c].begin >= batch.chunks[c].end ||
+            batch.chunks[c].end > batch.length(i)) {
+          return absl::InvalidArgumentError(absl::StrCat("sequence ", i, ": chunk [", batch.chunks[c].begin, ", ",
+                                                         batch.chunks[c].end, ") is empty or outside it"));
+        }
+      }
     }
     const int64_t limit = MaxTokens(batch.settings);
     for (int64_t i = 0; i < batch.size(); ++i) {
@@ -332,10 +344,25 @@ class TorchBackend final : public Backend {
                            cores, positions::QueryScale(scheme, n, table));
   }
 
+  // Late chunks of sequence `row` from `states` [N, Hd], its final hidden states from token
+  // `first` on: sums over each chunk's tokens in [first, first + N) added into `chunk_sums`.
+  static void AddChunkSums(const Batch& batch, int64_t row, const torch::Tensor& states,
+                           int64_t first, torch::Tensor& chunk_sums) {
+    const int64_t last = first + states.size(0);
+    for (int64_t c = batch.chunk_offsets[row]; c < batch.chunk_offsets[row + 1]; ++c) {
+      const int64_t begin = std::max(batch.chunks[c].begin, first);
+      const int64_t end = std::min(batch.chunks[c].end, last);
+      if (begin < end) chunk_sums[c] += states.slice(0, begin - first, end - first).sum(0);
+    }
+  }
+
   // Pooled (unnormalised) vector [Hd] of one long document encoded in windows of the
-  // position table, each window framed by the document's own first and last token.
+  // position table, each window framed by the document's own first and last token. Its late
+  // chunks take each token's state from the window that holds it (the document's first and
+  // last token from the first and last window).
   torch::Tensor EncodeChunked(const Batch& batch, int64_t row, Pooling pooling,
-                              const std::vector<attention::Attention*>& cores) {
+                              const std::vector<attention::Attention*>& cores,
+                              torch::Tensor& chunk_sums) {
     const int64_t window = info_.max_positions - 2;
     const int32_t* doc = batch.token_ids.data() + batch.offsets[row];
     const int64_t n = batch.length(row);
@@ -350,6 +377,7 @@ class TorchBackend final : public Backend {
     }
     const positions::PositionScheme scheme{positions::Mode::kChunk, false};
     torch::Tensor sum = torch::zeros({info_.embedding_dim}, torch::TensorOptions().device(device_));
+    torch::Tensor cls;
     double count = 0;
     for (int64_t begin = 0; begin < windows.size(); begin += kChunkWindowsPerForward) {
       AtCheckpoint();
@@ -357,11 +385,28 @@ class TorchBackend final : public Backend {
       for (int64_t w = begin; w < std::min(begin + kChunkWindowsPerForward, windows.size()); ++w) rows.push_back(w);
       auto [ids, valid] = Pad(windows, rows);
       torch::Tensor hidden = Forward(ids, valid, scheme, cores);
-      if (pooling == Pooling::kCls) return encoder::ClsPool(hidden)[0];  // first window's [CLS]
+      for (size_t b = 0; b < rows.size(); ++b) {
+        const int64_t w = rows[b], lo = 1 + w * window;  // its first content token
+        const int64_t skip = w == 0 ? 0 : 1, keep = w + 1 == windows.size() ? 0 : 1;
+        AddChunkSums(batch, row, hidden[b].slice(0, skip, windows.length(w) - keep),
+                     lo - 1 + skip, chunk_sums);
+      }
+      if (!cls.defined()) cls = encoder::ClsPool(hidden)[0];  // first window's [CLS]
+      if (pooling == Pooling::kCls && batch.chunk_offsets[row] == batch.chunk_offsets[row + 1]) break;
       sum += encoder::SumPool(hidden, valid).sum(0);
       count += valid.sum().item<double>();
     }
-    return sum / count;
+    return pooling == Pooling::kCls ? cls : sum / count;
+  }
+
+  // Rows of `vectors` [R, Hd], L2-normalised where `normalize` says, as floats on the CPU.
+  std::vector<float> Finish(const torch::Tensor& vectors, const std::vector<uint8_t>& normalize) const {
+    torch::Tensor mask = torch::from_blob(const_cast<uint8_t*>(normalize.data()),
+                                          {static_cast<int64_t>(normalize.size()), 1}, torch::kUInt8)
+                             .to(device_, torch::kBool);
+    torch::Tensor out = torch::where(mask, encoder::L2Normalize(vectors), vectors)
+                            .to(torch::kCPU, torch::kFloat32).contiguous();
+    return std::vector<float>(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
   }
 
   absl::StatusOr<BatchResult> EmbedOrThrow(const Batch& batch) {
@@ -383,6 +428,7 @@ class TorchBackend final : public Backend {
     }
     const int64_t dim = info_.embedding_dim;
     torch::Tensor pooled = torch::empty({batch.size(), dim}, torch::TensorOptions().device(device_));
+    torch::Tensor chunk_sums = torch::zeros({batch.num_chunks(), dim}, pooled.options());
 
     // Documents within the position table share one padded forward.
     std::vector<int64_t> short_rows;
@@ -390,10 +436,11 @@ class TorchBackend final : public Backend {
       if (batch.length(i) <= info_.max_positions) {
         short_rows.push_back(i);
       } else if (scheme.mode == positions::Mode::kChunk) {
-        pooled[i] = EncodeChunked(batch, i, batch.pooling[i], cores);
+        pooled[i] = EncodeChunked(batch, i, batch.pooling[i], cores, chunk_sums);
       } else {
         auto [ids, valid] = Pad(batch, {i});
         torch::Tensor hidden = Forward(ids, valid, scheme, cores);
+        AddChunkSums(batch, i, hidden[0], 0, chunk_sums);
         pooled[i] = batch.pooling[i] == Pooling::kCls ? encoder::ClsPool(hidden)[0]
                                                       : encoder::MeanPool(hidden, valid)[0];
       }
@@ -406,17 +453,24 @@ class TorchBackend final : public Backend {
       for (size_t b = 0; b < short_rows.size(); ++b) {
         const int64_t i = short_rows[b];
         pooled[i] = batch.pooling[i] == Pooling::kCls ? cls[b] : mean[b];
+        AddChunkSums(batch, i, hidden[b].slice(0, 0, batch.length(i)), 0, chunk_sums);
       }
     }
-    torch::Tensor normalize =
-        torch::from_blob(const_cast<uint8_t*>(batch.normalize.data()), {batch.size(), 1}, torch::kUInt8)
-            .to(device_, torch::kBool);
-    torch::Tensor out = torch::where(normalize, encoder::L2Normalize(pooled), pooled)
-                            .to(torch::kCPU, torch::kFloat32).contiguous();
-
     BatchResult result;
     result.dim = dim;
-    result.embeddings.assign(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
+    result.embeddings = Finish(pooled, batch.normalize);
+    if (batch.num_chunks() > 0) {
+      std::vector<float> sizes;
+      std::vector<uint8_t> normalize;
+      for (int64_t i = 0; i < batch.size(); ++i) {
+        for (int64_t c = batch.chunk_offsets[i]; c < batch.chunk_offsets[i + 1]; ++c) {
+          sizes.push_back(static_cast<float>(batch.chunks[c].end - batch.chunks[c].begin));
+          normalize.push_back(batch.normalize[i]);
+        }
+      }
+      chunk_sums /= torch::tensor(sizes).unsqueeze(1).to(device_);
+      result.chunk_embeddings = Finish(chunk_sums, normalize);
+    }
     if (cpu) {
       absl::StatusOr<ProcessMemory> memory = ReadProcessMemory();
       result.peak_memory_bytes = memory.ok() ? memory->peak_resident_bytes : 0;
