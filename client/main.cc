@@ -210,6 +210,52 @@ void CatchInterrupts() {
   sigaction(SIGTERM, &action, nullptr);
 }
 
+// Where embed writes: a new file (or stdout), or with --resume the earlier output, whose
+// documents `input` then skips.
+struct EmbedOutput {
+  std::ofstream file;
+  std::fstream npy_file;
+  std::unique_ptr<EmbeddingWriter> writer;
+};
+
+absl::Status OpenOutput(const std::string& format, const std::string& output, bool resume,
+                        int64_t dim, EmbedInput& input, EmbedOutput* out) {
+  if (resume && format == "jsonl") {
+    absl::StatusOr<std::unordered_set<std::string>> ids = PrepareJsonlResume(output);
+    if (!ids.ok()) return ids.status();
+    input.SetSkip([ids = std::move(*ids)](const InputDocument& d) {
+      return d.input_error.ok() && ids.count(d.document.id()) > 0;
+    });
+    out->file.open(output, std::ios::binary | std::ios::app);
+  } else if (resume) {
+    absl::StatusOr<NpyResume> npy = PrepareNpyResume(output);
+    if (!npy.ok()) return npy.status();
+    if (npy->rows != input.total() || npy->dim != dim) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--resume: ", output, " holds [", npy->rows, ", ", npy->dim, "] but this input has ",
+          input.total(), " documents of width ", dim, ": not an output of this command"));
+    }
+    input.SetSkip([missing = npy->missing](const InputDocument& d) {
+      return !missing[static_cast<size_t>(d.index)];
+    });
+    out->npy_file.open(output, std::ios::binary | std::ios::in | std::ios::out);
+    if (!out->npy_file) return absl::InvalidArgumentError("cannot write --output " + output);
+    out->writer = NewNpyPatcher(&out->npy_file, npy->data_offset, npy->rows, npy->dim);
+    return absl::OkStatus();
+  } else if (output != "-") {
+    out->file.open(output, std::ios::binary | std::ios::trunc);
+  }
+  if (output != "-" && !out->file) {
+    return absl::InvalidArgumentError("cannot write --output " + output);
+  }
+  absl::StatusOr<std::unique_ptr<EmbeddingWriter>> w = NewEmbeddingWriter(
+      format, output == "-" ? static_cast<std::ostream*>(&std::cout) : &out->file,
+      input.total(), dim);
+  if (!w.ok()) return w.status();
+  out->writer = std::move(*w);
+  return absl::OkStatus();
+}
+
 int Embed(const std::vector<std::string>& args, const std::vector<std::string>& argv) {
   const std::string format = absl::GetFlag(FLAGS_format);
   if (format != "json" && format != "jsonl" && format != "npy") {
@@ -266,43 +312,12 @@ int Embed(const std::vector<std::string>& args, const std::vector<std::string>& 
     batch.max_documents = std::min(batch.max_documents, info->limits().max_documents_per_request());
   }
 
-  std::ofstream file;
-  std::fstream npy_file;
-  std::unique_ptr<EmbeddingWriter> writer;
-  if (resume && format == "jsonl") {
-    absl::StatusOr<std::unordered_set<std::string>> ids = PrepareJsonlResume(output);
-    if (!ids.ok()) return InputError(std::string(ids.status().message()));
-    input.SetSkip([ids = std::move(*ids)](const InputDocument& d) {
-      return d.input_error.ok() && ids.count(d.document.id()) > 0;
-    });
-    file.open(output, std::ios::binary | std::ios::app);
-  } else if (resume) {
-    absl::StatusOr<NpyResume> npy = PrepareNpyResume(output);
-    if (!npy.ok()) return InputError(std::string(npy.status().message()));
-    if (npy->rows != input.total() || npy->dim != info->embedding_dim()) {
-      return InputError(absl::StrCat("--resume: ", output, " holds [", npy->rows, ", ", npy->dim,
-                                     "] but this input has ", input.total(),
-                                     " documents of width ", info->embedding_dim(),
-                                     ": not an output of this command"));
-    }
-    input.SetSkip([missing = npy->missing](const InputDocument& d) {
-      return !missing[static_cast<size_t>(d.index)];
-    });
-    npy_file.open(output, std::ios::binary | std::ios::in | std::ios::out);
-    writer = NewNpyPatcher(&npy_file, npy->data_offset, npy->rows, npy->dim);
-  } else if (output != "-") {
-    file.open(output, std::ios::binary | std::ios::trunc);
+  EmbedOutput out;
+  if (absl::Status s = OpenOutput(format, output, resume, info->embedding_dim(), input, &out);
+      !s.ok()) {
+    return InputError(std::string(s.message()));
   }
-  if ((file.is_open() && !file) || (!file.is_open() && output != "-" && writer == nullptr)) {
-    return InputError(absl::StrCat("cannot write --output ", output));
-  }
-  if (writer == nullptr) {
-    absl::StatusOr<std::unique_ptr<EmbeddingWriter>> w = NewEmbeddingWriter(
-        format, output == "-" ? static_cast<std::ostream*>(&std::cout) : &file, input.total(),
-        info->embedding_dim());
-    if (!w.ok()) return Report(w.status(), "output");
-    writer = std::move(*w);
-  }
+  EmbeddingWriter* writer = out.writer.get();
 
   // The first document read ahead: an empty stdin is an input error.
   InputDocument first;
