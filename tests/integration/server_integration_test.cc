@@ -281,7 +281,8 @@ TEST(ServerIntegration, QueueFullDeadlineAndCancel) {
 }
 
 TEST(ServerIntegration, ShutdownDrainsAdmittedWork) {
-  ServerProcess server;
+  // A grace far longer than the work, however busy the machine (after it, work is stopped).
+  ServerProcess server({"--shutdown_timeout=600s"});
   ASSERT_TRUE(server.serving());
   absl::StatusOr<Health> h = server.client().CheckHealth("longenc.v1.Encoder");
   ASSERT_TRUE(h.ok());
