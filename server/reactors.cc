@@ -132,6 +132,7 @@ class StreamCall : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBu
         for (size_t i = 0; i < slot->prepared.num_tokens.size(); ++i) {
           observer_->OnDocument(slot->prepared.num_tokens[i], slot->prepared.truncated[i]);
         }
+        if (slot->prepared.num_chunks > 0) observer_->OnChunks(slot->prepared.num_chunks);
       } else {
         absl::MutexLock lock(&mu_);
         --inflight_;

@@ -130,6 +130,7 @@ void EncoderService::EmbedOnPool(UnaryCall* call, const grpc::ByteBuffer& raw_re
   for (size_t i = 0; i < p->num_tokens.size(); ++i) {
     observer_->OnDocument(p->num_tokens[i], p->truncated[i]);
   }
+  if (p->num_chunks > 0) observer_->OnChunks(p->num_chunks);
 }
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* EncoderService::EmbedStream(

@@ -38,6 +38,8 @@ class ServiceObserver {
   virtual void OnTokenization(absl::Duration elapsed) {}
   // One admitted document: tokens after truncation, and whether it was truncated.
   virtual void OnDocument(int64_t tokens, bool truncated) {}
+  // The late chunks (EmbedRequest.chunking) of one admitted request, all documents together.
+  virtual void OnChunks(int64_t chunks) {}
   // One request's documents waited this long in the queue (admission to last batch start).
   virtual void OnQueueTime(absl::Duration elapsed) {}
   // A request (or a stream message) refused before compute.

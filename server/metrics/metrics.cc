@@ -55,6 +55,7 @@ enum FamilyId {
   kDocumentsTotal,
   kTokensTotal,
   kTruncatedDocumentsTotal,
+  kChunksTotal,
   kRejectedRequestsTotal,
   kQueueDocuments,
   kInflightRequests,
@@ -99,6 +100,8 @@ constexpr std::array<FamilySpec, kNumFamilies> kFamilies = {{
      "Tokens embedded (real tokens, padding excluded)."},
     {"longenc_truncated_documents_total", Type::kCounter,
      "Documents truncated to the token limit at the caller's request."},
+    {"longenc_chunks_total", Type::kCounter,
+     "Late chunks (EmbedRequest.chunking) of admitted requests."},
     {"longenc_rejected_requests_total", Type::kCounter,
      "Requests turned away before compute, by reason."},
     {"longenc_queue_documents", Type::kGauge, "Documents waiting in the batch queue."},
@@ -221,6 +224,7 @@ struct Metrics::Impl {
         documents_total(Register<Counter>(*registry, kDocumentsTotal)),
         tokens_total(Register<Counter>(*registry, kTokensTotal).Add({})),
         truncated_documents_total(Register<Counter>(*registry, kTruncatedDocumentsTotal).Add({})),
+        chunks_total(Register<Counter>(*registry, kChunksTotal).Add({})),
         rejected_requests_total(Register<Counter>(*registry, kRejectedRequestsTotal)),
         queue_documents(Register<Gauge>(*registry, kQueueDocuments).Add({})),
         inflight_requests(Register<Gauge>(*registry, kInflightRequests).Add({})),
@@ -312,6 +316,7 @@ struct Metrics::Impl {
   Family<Counter>& documents_total;
   Counter& tokens_total;
   Counter& truncated_documents_total;
+  Counter& chunks_total;
   Family<Counter>& rejected_requests_total;
   std::vector<Counter*> rejected;  // indexed by RejectReason
   Gauge& queue_documents;
@@ -366,6 +371,10 @@ void Metrics::ObserveTokenization(double seconds) {
 void Metrics::ObserveDocument(int64_t tokens, bool truncated) {
   impl_->document_tokens.Observe(static_cast<double>(tokens));
   if (truncated) impl_->truncated_documents_total.Increment();
+}
+
+void Metrics::ObserveChunks(int64_t chunks) {
+  impl_->chunks_total.Increment(static_cast<double>(chunks));
 }
 
 void Metrics::ObserveBatch(const BatchObservation& batch) {

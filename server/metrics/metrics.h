@@ -113,6 +113,8 @@ class Metrics {
   void ObserveTokenization(double seconds);
   // One admitted document: its token count (after truncation) and whether it was truncated.
   void ObserveDocument(int64_t tokens, bool truncated);
+  // The late chunks of one admitted request.
+  void ObserveChunks(int64_t chunks);
   // One forward pass: inference time{attention}, batch tokens/documents/peak memory, and the
   // documents_total{attention,position_mode} / tokens_total counters.
   void ObserveBatch(const BatchObservation& batch);

@@ -38,6 +38,8 @@ void MetricsServiceObserver::OnDocument(int64_t tokens, bool truncated) {
   metrics_.ObserveDocument(tokens, truncated);
 }
 
+void MetricsServiceObserver::OnChunks(int64_t chunks) { metrics_.ObserveChunks(chunks); }
+
 void MetricsServiceObserver::OnQueueTime(absl::Duration elapsed) {
   metrics_.ObserveQueue(absl::ToDoubleSeconds(elapsed));
 }

@@ -34,6 +34,7 @@ class MetricsServiceObserver : public server::ServiceObserver {
                     absl::Duration elapsed) override;
   void OnTokenization(absl::Duration elapsed) override;
   void OnDocument(int64_t tokens, bool truncated) override;
+  void OnChunks(int64_t chunks) override;
   void OnQueueTime(absl::Duration elapsed) override;
   void OnReject(server::Rejection reason) override;
 

@@ -11,7 +11,8 @@ model:
   byte offsets;
 - bad values are refused with INVALID_ARGUMENT naming the field;
 - a 100k-token document in 256-token chunks under attention iclustered comes back in one
-  response within the message limits.
+  response within the message limits;
+- longenc_chunks_total counts the chunks.
 """
 import pathlib
 import sys
@@ -30,12 +31,18 @@ COSINE = 0.99999
 
 
 @pytest.fixture(scope="module")
-def api():
-    """(encoder_pb2, a stub of one real server with the default model) for the module."""
+def server():
+    """One real server with the default model for the module."""
+    s = soak.start_server(threads=2)
+    yield s
+    assert s.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def api(server):
+    """(encoder_pb2, a stub of the server)."""
     pb2, pb2_grpc = soak.load_stubs()
-    server = soak.start_server(threads=2)
-    yield pb2, pb2_grpc.EncoderStub(server.channel)
-    assert server.stop() == 0
+    return pb2, pb2_grpc.EncoderStub(server.channel)
 
 
 @pytest.fixture(scope="module")
@@ -232,6 +239,17 @@ def test_bad_values_are_refused_naming_the_field(api, texts):
             pb2.EmbedRequest(documents=documents, chunking=chunking), timeout=60))
         assert code == grpc.StatusCode.INVALID_ARGUMENT, (message, details)
         assert message in details, (message, details)
+
+
+def test_chunks_are_counted_in_the_metrics(api, server, texts):
+    pb2, stub = api
+    before = server.value("longenc_chunks_total")
+    r = stub.Embed(pb2.EmbedRequest(documents=[pb2.Document(text=t) for t in texts[:3]],
+                                    chunking=pb2.Chunking(max_tokens=40, overlap_tokens=8)),
+                   timeout=120)
+    chunks = sum(len(e.chunks) for e in r.embeddings)
+    assert chunks > 3
+    assert server.value("longenc_chunks_total") - before == chunks
 
 
 def test_100k_token_document_in_256_token_chunks(api):

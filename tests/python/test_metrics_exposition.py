@@ -31,6 +31,7 @@ FIXED_FAMILIES = {
     "longenc_documents_total": ("counter", {"attention", "position_mode"}),
     "longenc_tokens_total": ("counter", set()),
     "longenc_truncated_documents_total": ("counter", set()),
+    "longenc_chunks_total": ("counter", set()),
     "longenc_rejected_requests_total": ("counter", {"reason"}),
     "longenc_queue_documents": ("gauge", set()),
     "longenc_inflight_requests": ("gauge", set()),
@@ -144,6 +145,7 @@ def test_counts_move_by_exactly_the_recorded_observations():
     assert v("longenc_document_tokens_sum") == sum(tokens)
     assert v("longenc_document_tokens_bucket", le="128") == sum(t <= 128 for t in tokens)
     assert v("longenc_truncated_documents_total") == sum(i % 5 == 4 for i in range(requests))
+    assert v("longenc_chunks_total") == sum(t // 256 + 1 for i, t in enumerate(tokens) if i % 3 == 0)
     assert v("longenc_batch_documents_count") == requests
     assert v("longenc_inference_duration_seconds_count", attention="full") == requests
     assert v("longenc_queue_duration_seconds_count") == requests

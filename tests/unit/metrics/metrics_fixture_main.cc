@@ -48,6 +48,7 @@ void RecordFixed(Metrics& metrics, int requests, int rejected) {
     const int64_t tokens = 64 << (i % 6);  // 64 .. 2048
     metrics.ObserveTokenization(0.0002 * (i % 6 + 1));
     metrics.ObserveDocument(tokens, /*truncated=*/i % 5 == 4);
+    if (i % 3 == 0) metrics.ObserveChunks(tokens / 256 + 1);  // every third asks for chunks
     metrics.ObserveQueue(0.001 * (i % 7));
     metrics.ObserveBatch({"full", "chunk", 1, tokens, tokens, tokens * 4096, 0.002 * tokens / 64});
     metrics.ObserveRequest("Embed", absl::StatusCode::kOk, 0.003 * tokens / 64 + 0.001);
@@ -71,6 +72,7 @@ void SyntheticStep(Metrics& metrics, std::mt19937& rng, double t) {
   while (batch_tokens < 8192) {
     const int64_t tokens = std::clamp<int64_t>(static_cast<int64_t>(length(rng)), 32, 8192);
     metrics.ObserveDocument(tokens, tokens == 8192);
+    if (docs % 2 == 0) metrics.ObserveChunks(tokens / 256 + 1);
     metrics.ObserveTokenization(tokens * 2e-6);
     batch_tokens += tokens;
     longest = std::max(longest, tokens);

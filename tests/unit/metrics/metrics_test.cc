@@ -74,6 +74,7 @@ TEST(Metrics, ExportsEveryFamilyWithItsTypeAndHelp) {
       {"longenc_documents_total", "counter"},
       {"longenc_tokens_total", "counter"},
       {"longenc_truncated_documents_total", "counter"},
+      {"longenc_chunks_total", "counter"},
       {"longenc_rejected_requests_total", "counter"},
       {"longenc_queue_documents", "gauge"},
       {"longenc_inflight_requests", "gauge"},
@@ -111,6 +112,8 @@ TEST(Metrics, KnownObservationsMoveEachSeriesByExactlyThatMuch) {
   metrics.ObserveDocument(100, false);
   metrics.ObserveDocument(512, true);
   metrics.ObserveDocument(70000, false);
+  metrics.ObserveChunks(391);
+  metrics.ObserveChunks(2);
   metrics.ObserveBatch({"full", "chunk", 2, 612, 1024, 3 << 20, 0.25});
   metrics.ObserveBatch({"yoso", "chunk", 1, 70000, 0, 900 << 20, 4.0});
   metrics.Reject(RejectReason::kQueueFull);
@@ -150,6 +153,7 @@ TEST(Metrics, KnownObservationsMoveEachSeriesByExactlyThatMuch) {
   EXPECT_EQ(delta("longenc_document_tokens_bucket", {{"le", "65536"}}), 2);
   EXPECT_EQ(delta("longenc_document_tokens_bucket", {{"le", "131072"}}), 3);
   EXPECT_EQ(delta("longenc_truncated_documents_total", {}), 1);
+  EXPECT_EQ(delta("longenc_chunks_total", {}), 393);
 
   EXPECT_EQ(delta("longenc_inference_duration_seconds_count", {{"attention", "full"}}), 1);
   EXPECT_EQ(delta("longenc_inference_duration_seconds_count", {{"attention", "yoso"}}), 1);
