@@ -20,7 +20,7 @@
 namespace longenc::server {
 
 // Most late chunks (EmbedRequest.chunking) one request may ask for, over all its documents:
-// keeps a response within the default message limit (4096 x 1024 floats is about 21 MB).
+// keeps a response well within the default message limit (4096 x 1024 floats is 16 MiB).
 inline constexpr int64_t kMaxChunksPerRequest = 4096;
 
 // A validated, tokenized request: the job to submit and what the response echoes.
