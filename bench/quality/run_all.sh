@@ -4,7 +4,7 @@
 # bench/results/quality.raw/cache/ and leave the merged results in passkey.json,
 # doc_retrieval.json and fidelity*.json, whose tables docs/QUALITY.md shows.
 # Usage: bench/quality/run_all.sh [stage ...]
-#   stages: calibrate fidelity passkey retrieval plot (default: all, in that order)
+#   stages: calibrate fidelity passkey retrieval late plot (default: all, in that order)
 # LONGENC_ENCODE=path picks the encoder (default build/bin/longenc-encode), LONGENC_CALIBRATE
 # the calibration command (default: longenc-calibrate beside the encoder).
 set -euo pipefail
@@ -24,7 +24,7 @@ ICL="iclustered+clusters=256;topk=64"   # best i-clustered setting of the fideli
 MODES="full/interpolate,full/grouped,full/recurrent,full/interpolate:logscale,full/grouped:logscale,full/recurrent:logscale"
 BASE="truncate256,truncate512,chunk"
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(calibrate fidelity passkey retrieval plot)
+[ ${#stages[@]} -eq 0 ] && stages=(calibrate fidelity passkey retrieval late plot)
 
 for stage in "${stages[@]}"; do
   case "$stage" in
@@ -92,6 +92,11 @@ for stage in "${stages[@]}"; do
       # i-clustered defaults and calibrated CAST, with the 100 distractors only.
       $PY $Q/doc_retrieval.py "${BIN[@]}" --count 16 --min_tokens 2048 --max_tokens 3072 --distractors 100 \
         --methods "iclustered/grouped:logscale,$CAST/grouped:logscale" > "$OUT/doc_retrieval_defaults.md" ;;
+    late)
+      # Late vs naive chunking through longenc-server (build/bin; LONGENC_ENCODE is not used).
+      $PY $Q/late_chunking.py --count 20 --min_tokens 512 --max_tokens 4096 > "$OUT/late_chunking.md"
+      $PY $Q/late_chunking.py --count 10 --min_tokens 4096 --max_tokens 16384 \
+        --out late_chunking_long.json > "$OUT/late_chunking_long.md" ;;
     plot)
       $PY $Q/plot.py ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
