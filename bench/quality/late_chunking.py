@@ -10,7 +10,8 @@ can only be found through what it says and the context it carries, never through
 own words. Candidates: every chunk of every document.
 
 - late: one request per document with chunking (the chunk vectors of docs/API.md "Late
-  chunking"), under each --attention variant (the request's position mode: the server default).
+  chunking"), under each --attention variant, with --position_mode (default: the server's;
+  `chunk` is the windowed "long late chunking").
 - naive: the same token ranges each encoded alone as a document ([CLS] chunk [SEP]); chunks
   fit the position table, so this is the same for every attention variant (exact attention).
 
@@ -88,6 +89,8 @@ def main():
     parser.add_argument("--chunks", default="128,256", help="chunk sizes in tokens")
     parser.add_argument("--attention", default="full,iclustered",
                         help="variants of the late rows, each VARIANT or VARIANT:key=value;...")
+    parser.add_argument("--position_mode", default="",
+                        help="position mode of the late rows (default: the server's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="late_chunking.json",
@@ -122,6 +125,7 @@ def main():
                     variant, _, options = a.partition(":")
                     e = embed(stub, pb2, [pb2.Document(text=doc.text)], attention=variant,
                               attention_options=options.replace(";", ","),
+                              position_mode=args.position_mode,
                               chunking=pb2.Chunking(max_tokens=size))[0]
                     late[a].extend(np.array(c.values) for c in e.chunks)
                     if a == next(iter(late)):
@@ -147,7 +151,8 @@ def main():
             rows.append([size, "naive (each chunk alone)", "full", len(keep), len(spans), r1, nd])
             for a, vectors in late.items():
                 r1, nd = evaluate(qv, np.array(vectors), relevant, excluded)
-                rows.append([size, "late", a, len(keep), len(spans), r1, nd])
+                label = f"late ({args.position_mode})" if args.position_mode else "late"
+                rows.append([size, label, a, len(keep), len(spans), r1, nd])
             print(common.markdown_table(["chunk", "method", "attention", "queries", "chunks",
                                          "recall@1", "nDCG@10"], rows[-1 - len(late):]),
                   flush=True)

@@ -96,7 +96,9 @@ for stage in "${stages[@]}"; do
       # Late vs naive chunking through longenc-server (build/bin; LONGENC_ENCODE is not used).
       $PY $Q/late_chunking.py --count 20 --min_tokens 512 --max_tokens 4096 > "$OUT/late_chunking.md"
       $PY $Q/late_chunking.py --count 10 --min_tokens 4096 --max_tokens 16384 \
-        --out late_chunking_long.json > "$OUT/late_chunking_long.md" ;;
+        --out late_chunking_long.json > "$OUT/late_chunking_long.md"
+      $PY $Q/late_chunking.py --count 10 --min_tokens 4096 --max_tokens 16384 --attention full \
+        --position_mode chunk --out late_chunking_long_chunkmode.json > "$OUT/late_chunking_long_chunkmode.md" ;;
     plot)
       $PY $Q/plot.py ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
