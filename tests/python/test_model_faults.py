@@ -32,14 +32,15 @@ SERVING = b"\x08\x01"
 
 def damaged_copy(tmp_path, replace):
     """A model directory whose files are symlinks to the real ones except those in `replace`
-    (name -> bytes)."""
+    (name -> bytes, or None: left out)."""
     out = tmp_path / "model"
     out.mkdir()
     for f in MODEL_DIR.iterdir():
         if f.name not in replace:
             (out / f.name).symlink_to(f.resolve())
     for name, data in replace.items():
-        (out / name).write_bytes(data)
+        if data is not None:
+            (out / name).write_bytes(data)
     return out
 
 
@@ -78,7 +79,8 @@ def vocab_without(token):
     lines = (MODEL_DIR / "vocab.txt").read_text().split("\n")
     assert token in lines
     lines = [f"{token[1:-1].lower()}_gone" if line == token else line for line in lines]
-    return {"vocab.txt": "\n".join(lines).encode()}
+    # Without tokenizer.json, which the server prefers, vocab.txt is what it reads.
+    return {"vocab.txt": "\n".join(lines).encode(), "tokenizer.json": None}
 
 
 # (case id, damage, what stderr must contain: the file and words of the problem)
@@ -96,6 +98,7 @@ CASES = [
     ("vocab_without_sep", lambda: vocab_without("[SEP]"), ["vocab.txt", "[SEP]"]),
     ("vocab_without_unk", lambda: vocab_without("[UNK]"), ["vocab.txt", "[UNK]"]),
     ("vocab_without_pad", lambda: vocab_without("[PAD]"), ["vocab.txt", "[PAD]"]),
+    ("tokenizer_json_not_json", lambda: {"tokenizer.json": b"{\"model\": {"}, ["tokenizer.json"]),
 ]
 
 
