@@ -120,7 +120,9 @@ def main():
     parser.add_argument("--long_tokens", type=int, default=26000)
     parser.add_argument("--long_attention", default="iclustered")
     parser.add_argument("--short_clients", type=int, default=2)
-    parser.add_argument("--short_interval", type=float, default=0.5,
+    parser.add_argument("--short_chars", type=int, default=300,
+                        help="characters of each short text (300: about 100 tokens)")
+    parser.add_argument("--short_interval", type=float, default=1.0,
                         help="seconds each short client waits between its requests")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compare_no_preemption", action="store_true")
@@ -128,8 +130,8 @@ def main():
     args = parser.parse_args()
 
     long_ids = corpus.concatenated_ids(args.long_tokens, seed=7)
-    short_texts = [d.text[:600] for d in corpus.select(corpus.documents(), min_tokens=150,
-                                                        count=64, seed=3)]
+    short_texts = [d.text[:args.short_chars] for d in
+                   corpus.select(corpus.documents(), min_tokens=150, count=64, seed=3)]
     print(f"long document: {len(long_ids)} tokens, attention {args.long_attention}; "
           f"{args.short_clients} short clients every {args.short_interval} s", flush=True)
     result = {"args": {k: str(v) for k, v in vars(args).items()}}
