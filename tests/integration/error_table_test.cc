@@ -40,7 +40,9 @@ namespace {
 using longenc::v1::EmbedRequest;
 using longenc::v1::EmbedResponse;
 
-// Limits small enough that every row is cheap to reach (flags of the shared server).
+// Limits small enough that every row is cheap to reach (flags of the shared server). No
+// preemption: the rows that queue a request behind the heavy one need it to stay queued
+// (preemption has its own tests: batcher_test, tests/python/test_fair_serving.py).
 constexpr int kMaxTokens = 2048;
 constexpr int kMaxDocuments = 8;
 constexpr int kMaxQueue = 8;
@@ -54,7 +56,8 @@ const std::vector<std::string>& ServerFlags() {
                                    absl::StrCat("--max_documents_per_request=", kMaxDocuments),
                                    absl::StrCat("--max_queue=", kMaxQueue),
                                    absl::StrCat("--max_message_bytes=", kMaxMessageBytes),
-                                   absl::StrCat("--max_batch_tokens=", kMaxTokens * kMaxDocuments)};
+                                   absl::StrCat("--max_batch_tokens=", kMaxTokens * kMaxDocuments),
+                                   "--preempt_share=0"};
   return *kFlags;
 }
 
