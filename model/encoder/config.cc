@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "model/encoder/config_reader.h"
@@ -48,6 +49,42 @@ absl::StatusOr<EncoderConfig> ParseEncoderConfig(const std::string& json_text,
     }
   }
   return c;
+}
+
+absl::Status ApplyRopeScaling(const std::string& spec, const std::string& flag, EncoderConfig* c) {
+  if (spec.empty()) return absl::OkStatus();
+  auto invalid = [&](const std::string& why) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, "=", spec, ": ", why));
+  };
+  if (c->positions != PositionKind::kRotary) {
+    return invalid(absl::StrCat("model_type ", c->model_type, " has learned positions; use --position_mode"));
+  }
+  RopeConfig rope = c->rope;
+  rope.factor = 1.0;
+  rope.original_max_positions = c->max_position_embeddings;
+  rope.attention_factor = 0.0;
+  if (spec == "none") {
+    rope.type = RopeType::kDefault;
+    c->rope = rope;
+    return absl::OkStatus();
+  }
+  const size_t colon = spec.find(':');
+  const std::string kind = spec.substr(0, colon);
+  if (colon == std::string::npos || !absl::SimpleAtod(spec.substr(colon + 1), &rope.factor) ||
+      !(rope.factor >= 1.0) || rope.factor > 1e6) {
+    return invalid("expected none, linear:F, dynamic:F or yarn:F with a factor F >= 1");
+  }
+  if (kind == "linear") {
+    rope.type = RopeType::kLinear;
+  } else if (kind == "dynamic") {
+    rope.type = RopeType::kDynamic;
+  } else if (kind == "yarn") {
+    rope.type = RopeType::kYarn;
+  } else {
+    return invalid("expected none, linear:F, dynamic:F or yarn:F");
+  }
+  c->rope = rope;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<EncoderConfig> LoadEncoderConfig(const std::string& path) {

@@ -80,6 +80,12 @@ struct EncoderConfig {
 // cannot honour is refused, naming the key.
 absl::StatusOr<EncoderConfig> ParseEncoderConfig(const std::string& json_text,
                                                  const std::string& source);
+// Overrides the RoPE scaling of a rotary model's global layers (local layers see only their
+// window): "" keeps the config's, "none" turns it off, "linear:F", "dynamic:F" (NTK) and
+// "yarn:F" scale past max_position_embeddings by F >= 1. InvalidArgument for learned-position
+// models and bad specs; `flag` names the setting in errors.
+absl::Status ApplyRopeScaling(const std::string& spec, const std::string& flag, EncoderConfig* config);
+
 // Reads <path> and parses it.
 absl::StatusOr<EncoderConfig> LoadEncoderConfig(const std::string& path);
 

@@ -4,7 +4,7 @@
 
 #include "common/status_macros.h"
 #include "model/encoder/bert.h"
-#include "model/encoder/checkpoint_loader.h"
+#include "model/encoder/weight_loader.h"
 #include "model/encoder/families/family.h"
 #include "model/encoder/rotary_encoder.h"
 
@@ -49,7 +49,7 @@ class RotaryEncoderModel final : public EncoderModel {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<EncoderModel>> LoadEncoderModel(const EncoderConfig& config,
-                                                               const Checkpoint& checkpoint) {
+                                                               const WeightFiles& files) {
   const Family* family = FindFamily(config.model_type);
   if (family == nullptr) {
     return absl::InvalidArgumentError("no encoder family named '" + config.model_type + "'");
@@ -60,7 +60,7 @@ absl::StatusOr<std::unique_ptr<EncoderModel>> LoadEncoderModel(const EncoderConf
   } else {
     model = std::make_unique<RotaryEncoderModel>(config);
   }
-  RETURN_IF_ERROR(LoadCheckpoint(checkpoint, *family, config, model->module()));
+  RETURN_IF_ERROR(LoadWeightFiles(files, *family, config, model->module()));
   model->module().eval();
   return model;
 }

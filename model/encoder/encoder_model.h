@@ -14,7 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "model/attention/attention.h"
-#include "model/encoder/checkpoint.h"
+#include "model/encoder/weight_files.h"
 #include "model/encoder/config.h"
 
 namespace longenc::encoder {
@@ -38,7 +38,7 @@ class EncoderModel {
 // Builds the family's encoder for `config` and fills it from `checkpoint` (names mapped by the
 // family's rules; fp16/bf16 converted to fp32; pages released as they are copied).
 absl::StatusOr<std::unique_ptr<EncoderModel>> LoadEncoderModel(const EncoderConfig& config,
-                                                               const Checkpoint& checkpoint);
+                                                               const WeightFiles& files);
 
 }  // namespace longenc::encoder
 

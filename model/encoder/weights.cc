@@ -7,7 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "model/encoder/checkpoint_loader.h"
+#include "model/encoder/weight_loader.h"
 
 namespace longenc::encoder {
 namespace {

@@ -3,7 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "model/encoder/checkpoint.h"
+#include "model/encoder/weight_files.h"
 #include "model/encoder/sentence_transformers.h"
 
 namespace longenc::encoder {
@@ -11,26 +11,26 @@ namespace {
 
 using ::testing::HasSubstr;
 
-TEST(CheckpointIndex, ParsesTheWeightMap) {
-  auto pairs = Checkpoint::ParseIndex(
+TEST(WeightFilesIndex, ParsesTheWeightMap) {
+  auto pairs = WeightFiles::ParseIndex(
       R"({"metadata":{"total_size":8},"weight_map":{"a.weight":"model-00001-of-00002.safetensors",
           "b.weight":"model-00002-of-00002.safetensors"}})", "idx");
   ASSERT_TRUE(pairs.ok()) << pairs.status();
   EXPECT_EQ(pairs->size(), 2u);
 }
 
-TEST(CheckpointIndex, RefusesShardsOutsideTheDirectory) {
+TEST(WeightFilesIndex, RefusesShardsOutsideTheDirectory) {
   for (const char* json : {R"({"weight_map":{"a":"../x.safetensors"}})", R"({"weight_map":{"a":"/etc/passwd"}})",
                            R"({"weight_map":{"a":"model.bin"}})", R"({"weight_map":{}})", R"({"weight_map":{"a":3}})",
                            R"([1])", "{"}) {
-    auto pairs = Checkpoint::ParseIndex(json, "dir/model.safetensors.index.json");
+    auto pairs = WeightFiles::ParseIndex(json, "dir/model.safetensors.index.json");
     EXPECT_FALSE(pairs.ok()) << json;
     EXPECT_THAT(pairs.status().message(), HasSubstr("dir/model.safetensors.index.json")) << json;
   }
 }
 
-TEST(CheckpointIndex, MissingDirectoryIsNotFound) {
-  EXPECT_EQ(Checkpoint::Open("/nonexistent").status().code(), absl::StatusCode::kNotFound);
+TEST(WeightFilesIndex, MissingDirectoryIsNotFound) {
+  EXPECT_EQ(WeightFiles::Open("/nonexistent").status().code(), absl::StatusCode::kNotFound);
 }
 
 const char kModules[] = R"([{"idx":0,"name":"0","path":"","type":"sentence_transformers.models.Transformer"},

@@ -2,10 +2,10 @@
 // model.safetensors.index.json lists (what save_pretrained writes past its shard size). Every
 // shard is memory-mapped (safetensors.h), so opening costs no copy of the weights.
 //
-// Torch-free. Ownership: a Checkpoint owns its shards; the TensorViews it hands out live as
+// Torch-free. Ownership: a WeightFiles owns its shards; the TensorViews it hands out live as
 // long as it does. Thread-compatible.
-#ifndef LONGENC_MODEL_ENCODER_CHECKPOINT_H_
-#define LONGENC_MODEL_ENCODER_CHECKPOINT_H_
+#ifndef LONGENC_MODEL_ENCODER_WEIGHT_FILES_H_
+#define LONGENC_MODEL_ENCODER_WEIGHT_FILES_H_
 
 #include <string>
 #include <utility>
@@ -16,10 +16,10 @@
 
 namespace longenc::encoder {
 
-class Checkpoint {
+class WeightFiles {
  public:
   // Opens <dir>/model.safetensors.index.json if present, else <dir>/model.safetensors.
-  static absl::StatusOr<Checkpoint> Open(const std::string& dir);
+  static absl::StatusOr<WeightFiles> Open(const std::string& dir);
   // Validates index.json text: a "weight_map" object of tensor name -> shard file name (a
   // plain file name in the same directory). Returns the (name, shard) pairs.
   static absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseIndex(
@@ -34,11 +34,11 @@ class Checkpoint {
   // "dir/model.safetensors" or "dir/model.safetensors.index.json", for error messages.
   const std::string& source() const { return source_; }
 
-  Checkpoint(Checkpoint&&) = default;
-  Checkpoint& operator=(Checkpoint&&) = default;
+  WeightFiles(WeightFiles&&) = default;
+  WeightFiles& operator=(WeightFiles&&) = default;
 
  private:
-  Checkpoint() = default;
+  WeightFiles() = default;
   std::string source_;
   std::vector<std::unique_ptr<SafetensorsFile>> shards_;
   std::vector<Entry> entries_;
@@ -46,4 +46,4 @@ class Checkpoint {
 
 }  // namespace longenc::encoder
 
-#endif  // LONGENC_MODEL_ENCODER_CHECKPOINT_H_
+#endif  // LONGENC_MODEL_ENCODER_WEIGHT_FILES_H_

@@ -1,4 +1,4 @@
-#include "model/encoder/checkpoint_loader.h"
+#include "model/encoder/weight_loader.h"
 
 #include <algorithm>
 #include <cctype>
@@ -52,9 +52,9 @@ struct Target {
 
 class Loader {
  public:
-  Loader(const Checkpoint& checkpoint, const Family& family, const EncoderConfig& config,
+  Loader(const WeightFiles& files, const Family& family, const EncoderConfig& config,
          torch::nn::Module& module)
-      : checkpoint_(checkpoint), family_(family) {
+      : files_(files), family_(family) {
     for (auto& item : module.named_parameters(/*recurse=*/true)) {
       params_.emplace(item.key(), item.value());
       filled_.emplace(item.key(), std::vector<uint8_t>(item.value().size(0), 0));
@@ -64,7 +64,7 @@ class Loader {
 
   absl::Status Run() {
     torch::NoGradGuard no_grad;
-    for (const auto& entry : checkpoint_.entries()) {
+    for (const auto& entry : files_.entries()) {
       const std::string name = StripPrefix(entry.view->name);
       std::optional<Target> target = Resolve(name);
       if (!target) {
@@ -87,7 +87,7 @@ class Loader {
 
  private:
   absl::Status Error(const std::string& what) const {
-    return absl::InvalidArgumentError(absl::StrCat(checkpoint_.source(), ": ", what));
+    return absl::InvalidArgumentError(absl::StrCat(files_.source(), ": ", what));
   }
 
   std::string StripPrefix(const std::string& name) const {
@@ -120,7 +120,7 @@ class Loader {
     return "";
   }
 
-  absl::Status Copy(const Checkpoint::Entry& entry, const Target& target) {
+  absl::Status Copy(const WeightFiles::Entry& entry, const Target& target) {
     const TensorView& view = *entry.view;
     auto it = params_.find(target.param);
     if (it == params_.end()) {
@@ -181,7 +181,7 @@ class Loader {
     return absl::OkStatus();
   }
 
-  const Checkpoint& checkpoint_;
+  const WeightFiles& files_;
   const Family& family_;
   std::vector<WeightRule> rules_;
   std::map<std::string, torch::Tensor> params_;
@@ -200,9 +200,9 @@ bool ToTorchFloat(DType dtype, torch::ScalarType* out) {
   }
 }
 
-absl::Status LoadCheckpoint(const Checkpoint& checkpoint, const Family& family,
+absl::Status LoadWeightFiles(const WeightFiles& files, const Family& family,
                             const EncoderConfig& config, torch::nn::Module& module) {
-  return Loader(checkpoint, family, config, module).Run();
+  return Loader(files, family, config, module).Run();
 }
 
 }  // namespace longenc::encoder

@@ -1,4 +1,4 @@
-#include "model/encoder/checkpoint.h"
+#include "model/encoder/weight_files.h"
 
 #include <fstream>
 #include <map>
@@ -24,7 +24,7 @@ absl::Status Invalid(const std::string& source, const std::string& what) {
 
 }  // namespace
 
-absl::StatusOr<std::vector<std::pair<std::string, std::string>>> Checkpoint::ParseIndex(
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> WeightFiles::ParseIndex(
     const std::string& json_text, const std::string& source) {
   nlohmann::json j;
   try {
@@ -53,16 +53,16 @@ absl::StatusOr<std::vector<std::pair<std::string, std::string>>> Checkpoint::Par
   return out;
 }
 
-absl::StatusOr<Checkpoint> Checkpoint::Open(const std::string& dir) {
-  Checkpoint checkpoint;
+absl::StatusOr<WeightFiles> WeightFiles::Open(const std::string& dir) {
+  WeightFiles files;
   const std::string index_path = absl::StrCat(dir, "/", kIndex);
   std::ifstream index(index_path);
   if (!index) {
-    checkpoint.source_ = absl::StrCat(dir, "/", kSingle);
-    ASSIGN_OR_RETURN(SafetensorsFile file, SafetensorsFile::Open(checkpoint.source_));
-    checkpoint.shards_.push_back(std::make_unique<SafetensorsFile>(std::move(file)));
+    files.source_ = absl::StrCat(dir, "/", kSingle);
+    ASSIGN_OR_RETURN(SafetensorsFile file, SafetensorsFile::Open(files.source_));
+    files.shards_.push_back(std::make_unique<SafetensorsFile>(std::move(file)));
   } else {
-    checkpoint.source_ = index_path;
+    files.source_ = index_path;
     std::ostringstream text;
     text << index.rdbuf();
     ASSIGN_OR_RETURN(const auto pairs, ParseIndex(text.str(), index_path));
@@ -80,17 +80,17 @@ absl::StatusOr<Checkpoint> Checkpoint::Open(const std::string& dir) {
         }
         listed.erase(it);
       }
-      checkpoint.shards_.push_back(std::make_unique<SafetensorsFile>(std::move(file)));
+      files.shards_.push_back(std::make_unique<SafetensorsFile>(std::move(file)));
     }
     if (!listed.empty()) {
       return Invalid(index_path, absl::StrCat("tensor '", listed.begin()->first, "' is listed in shard '",
                                               listed.begin()->second, "' but not stored there"));
     }
   }
-  for (const auto& shard : checkpoint.shards_) {
-    for (const TensorView& t : shard->tensors()) checkpoint.entries_.push_back({&t, shard.get()});
+  for (const auto& shard : files.shards_) {
+    for (const TensorView& t : shard->tensors()) files.entries_.push_back({&t, shard.get()});
   }
-  return checkpoint;
+  return files;
 }
 
 }  // namespace longenc::encoder
