@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "model/checkpoint.h"
+
 namespace longenc::encoder {
 
 NormImpl::NormImpl(int64_t dim, double eps, bool bias) : dim_(dim), eps_(eps) {
@@ -46,6 +48,7 @@ torch::Tensor FeedForward::operator()(const torch::Tensor& rows, int64_t block_r
   if (n <= block_rows) return Block(rows);
   torch::Tensor out = torch::empty_like(rows);
   for (int64_t start = 0; start < n; start += block_rows) {
+    model::AtCheckpoint();
     const int64_t count = std::min(block_rows, n - start);
     out.narrow(0, start, count).copy_(Block(rows.narrow(0, start, count)));
   }

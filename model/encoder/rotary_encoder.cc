@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "model/checkpoint.h"
+
 namespace longenc::encoder {
 namespace {
 
@@ -35,6 +37,7 @@ torch::Tensor RotaryLayerImpl::Attend(const torch::Tensor& x, const torch::Tenso
   const int64_t batch = x.size(0), length = x.size(1);
   // [B, N, 3·Hd] -> [3, B, H, N, D]: rows are [q | k | v], each head-major.
   torch::Tensor qkv = qkv_(x).view({batch, length, 3, heads_, head_dim_}).permute({2, 0, 3, 1, 4});
+  model::AtCheckpoint();  // the fused projection is the longest step before attention
   torch::Tensor q = rope_.Apply(qkv[0], cos, sin);
   torch::Tensor k = rope_.Apply(qkv[1], cos, sin).contiguous();
   // Log-n scaling keeps a softmax over n keys sharp; a band always has 2w + 1 keys.
@@ -87,6 +90,7 @@ torch::Tensor RotaryEncoderImpl::forward(const torch::Tensor& input_ids, const t
   torch::Tensor local_cos, local_sin;
   if (!config_.local_layers.empty()) std::tie(local_cos, local_sin) = local_rope_.CosSin(n, x.device());
   for (size_t i = 0; i < layers_.size(); ++i) {
+    model::AtCheckpoint();
     const bool local = layers_[i]->local();
     x = layers_[i]->forward(x, key_valid, local ? local_cos : cos, local ? local_sin : sin, *cores[i],
                             query_scale);

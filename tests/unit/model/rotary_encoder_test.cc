@@ -4,10 +4,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <cstdio>
-#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -90,22 +90,23 @@ std::vector<TensorToWrite> Published(RotaryEncoder& model, const EncoderConfig& 
 
 class LoaderTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("longenc_loader_test_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir_);
+  // mkdtemp/unlink, not std::filesystem: libtorch exports its own copy of the latter.
+  void SetUp() override { ASSERT_NE(mkdtemp(dir_.data()), nullptr); }
+  void TearDown() override {
+    unlink(File().c_str());
+    rmdir(dir_.c_str());
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string File() const { return dir_ + "/model.safetensors"; }
 
   absl::Status Load(const std::vector<TensorToWrite>& tensors, RotaryEncoder& into) {
-    absl::Status written = WriteSafetensors((dir_ / "model.safetensors").string(), tensors);
+    absl::Status written = WriteSafetensors(File(), tensors);
     if (!written.ok()) return written;
-    auto checkpoint = WeightFiles::Open(dir_.string());
+    auto checkpoint = WeightFiles::Open(dir_);
     if (!checkpoint.ok()) return checkpoint.status();
     return LoadWeightFiles(*checkpoint, ModernBertFamily(), config_, *into);
   }
 
-  std::filesystem::path dir_;
+  std::string dir_ = "/tmp/longenc_loader_test_XXXXXX";
   EncoderConfig config_ = TinyModernBert();
 };
 
