@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -22,7 +23,9 @@
 
 namespace longenc::model {
 
-enum class Pooling { kMean, kCls };
+// How a sequence's hidden states become one vector: mean over its tokens, its first token's
+// state ([CLS]) or its last token's (sentence-transformers' lasttoken).
+enum class Pooling { kMean, kCls, kLastToken };
 
 // How a batch is encoded. Documents are batched together only when their settings are
 // equal; empty fields mean "the server's default".
@@ -105,6 +108,16 @@ struct ModelInfo {
   std::string default_attention_options;
   std::vector<std::string> position_modes;
   std::string default_position_mode;
+  // The architecture family ("bert", "xlm_roberta", "nomic_bert", "gte", "modernbert").
+  std::string family;
+  // What the model directory's sentence-transformers files ask for (modules.json,
+  // 1_Pooling/config.json, 2_Normalize, sentence_bert_config.json,
+  // config_sentence_transformers.json); without them: mean, normalised, no limit, no prompts.
+  Pooling default_pooling = Pooling::kMean;
+  bool default_normalize = true;
+  int64_t max_seq_length = 0;  // sentence_bert_config.json's limit; 0 = none given
+  std::vector<std::pair<std::string, std::string>> prompts;  // name -> text prepended to inputs
+  std::string default_prompt_name;                           // "" = no prompt by default
 };
 
 class Backend {
@@ -133,12 +146,13 @@ class Backend {
 
 // Options of the LibTorch backend (flags map onto these one to one).
 struct BackendOptions {
-  std::string model_dir;             // config.json, model.safetensors, vocab.txt
+  std::string model_dir;             // config.json, model.safetensors (or shards), tokenizer
   std::string device = "cpu";        // "cpu", "cuda", "cuda:N"
   int threads = 0;                   // intra-op threads; 0 = all cores
   std::string attention = "full";    // default attention variant
   std::string attention_options;     // default options of that variant
   std::string position_mode = "";    // default long-document mode; "" = the backend's choice
+  std::string rope_scaling;          // RoPE models: "", none, linear:F, dynamic:F, yarn:F
   int64_t max_tokens_per_document = 131072;
   int64_t max_exact_tokens = 16384;  // limit of attention "full" in one pass (quadratic cost)
   std::string attention_presets;     // "NAME=variant:options;..." (operator-trusted, may name files)

@@ -6,9 +6,9 @@
 #include "absl/flags/flag.h"
 
 ABSL_FLAG(std::string, model_dir, "",
-          "Hugging Face model directory (config.json, model.safetensors, tokenizer.json or "
-          "vocab.txt). Empty: $LONGENC_MODEL_DIR, else the model exported at build time "
-          "(all-MiniLM-L6-v2).");
+          "Hugging Face model directory of a supported family (config.json, model.safetensors "
+          "or its shards, tokenizer.json or vocab.txt). Empty: $LONGENC_MODEL_DIR, else the "
+          "model exported at build time (all-MiniLM-L6-v2).");
 ABSL_FLAG(std::string, device, "cpu", "Where the model runs: cpu, cuda or cuda:N.");
 ABSL_FLAG(int, threads, 0, "Intra-op CPU threads of the model; 0 = one per core.");
 ABSL_FLAG(std::string, attention, "full",
@@ -17,9 +17,15 @@ ABSL_FLAG(std::string, attention, "full",
 ABSL_FLAG(std::string, attention_options, "",
           "Options of --attention, as key=value,key=value (README: attention variants).");
 ABSL_FLAG(std::string, position_mode, "",
-          "How documents beyond the 512-position table are encoded: chunk, recurrent, grouped "
-          "or interpolate, each but chunk optionally with ,logscale; empty = the model's "
-          "default (grouped,logscale).");
+          "How documents beyond the model's trained positions are encoded: chunk, recurrent, "
+          "grouped, interpolate (learned position tables) or native (RoPE models: their own "
+          "positions; learned tables: refuse longer documents), each but chunk optionally with "
+          ",logscale; empty = the model's default (grouped,logscale for learned positions, "
+          "native for RoPE).");
+ABSL_FLAG(std::string, rope_scaling, "",
+          "RoPE models only: how positions past the trained length are scaled, overriding "
+          "config.json: none, linear:F, dynamic:F (NTK) or yarn:F with a factor F >= 1; empty "
+          "= as config.json says.");
 ABSL_FLAG(std::string, attention_preset, "",
           "Named attention settings offered to requests: NAME=variant:options, several "
           "separated by ';' (e.g. \"calibrated=cast:surrogates=/models/s.safetensors\"). A "
@@ -47,6 +53,7 @@ BackendOptions BackendOptionsFromFlags() {
   options.attention_presets = absl::GetFlag(FLAGS_attention_preset);
   options.max_exact_tokens = absl::GetFlag(FLAGS_max_exact_tokens);
   options.request_option_limits = absl::GetFlag(FLAGS_request_option_limits);
+  options.rope_scaling = absl::GetFlag(FLAGS_rope_scaling);
   return options;
 }
 

@@ -29,7 +29,9 @@ ABSL_FLAG(int64_t, batch_tokens, 16384,
 ABSL_FLAG(int64_t, max_length, 131072,
           "longest document in tokens, [CLS] and [SEP] included; longer ones are truncated and "
           "flagged \"truncated\": true");
-ABSL_FLAG(std::string, pooling, "mean", "mean or cls");
+ABSL_FLAG(std::string, pooling, "model",
+          "model (what the directory's sentence-transformers files say; mean without them), "
+          "mean, cls or last");
 ABSL_FLAG(bool, normalize, true, "L2-normalise embeddings");
 ABSL_FLAG(bool, progress, true, "report progress on stderr");
 
@@ -150,10 +152,10 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
 
   const std::string pooling_name = absl::GetFlag(FLAGS_pooling);
-  if (pooling_name != "mean" && pooling_name != "cls") {
-    return Fail(absl::StrCat("--pooling=", pooling_name, ": expected mean or cls"));
+  if (pooling_name != "model" && pooling_name != "mean" && pooling_name != "cls" &&
+      pooling_name != "last") {
+    return Fail(absl::StrCat("--pooling=", pooling_name, ": expected model, mean, cls or last"));
   }
-  const Pooling pooling = pooling_name == "cls" ? Pooling::kCls : Pooling::kMean;
   const int64_t batch_tokens = absl::GetFlag(FLAGS_batch_tokens);
   if (batch_tokens < 1) return Fail("--batch_tokens must be at least 1");
   const int64_t max_length = absl::GetFlag(FLAGS_max_length);
@@ -165,6 +167,10 @@ int main(int argc, char** argv) {
   options.max_tokens_per_document = max_length;
   auto backend = longenc::model::CreateTorchBackend(options);
   if (!backend.ok()) return Fail(std::string(backend.status().message()));
+  const Pooling pooling = pooling_name == "cls"    ? Pooling::kCls
+                          : pooling_name == "last" ? Pooling::kLastToken
+                          : pooling_name == "mean" ? Pooling::kMean
+                                                   : (*backend)->info().default_pooling;
 
   std::ifstream file;
   const std::string input = absl::GetFlag(FLAGS_input);

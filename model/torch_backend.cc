@@ -1,8 +1,10 @@
-// The LibTorch implementation of model::Backend: loads a BERT directory, owns the encoder
-// and one set of attention cores per EncodeSettings, and encodes packed batches.
+// The LibTorch implementation of model::Backend: loads a model directory of any encoder family
+// (model/encoder/families/), owns the encoder and one set of attention cores per
+// EncodeSettings, and encodes packed batches.
 //
-// Long documents (over the position table) are encoded one at a time in one pass with the
-// chosen position scheme, or in windows for "chunk"; short ones are padded together.
+// Long documents (over the trained positions) are encoded one at a time in one pass with the
+// chosen position scheme (RoPE models: natively), or in windows for "chunk"; short ones are
+// padded together.
 // Late chunks (Batch::chunks) are means of the same pass's final hidden states; under "chunk"
 // each token's state comes from its window ("long late chunking", docs/API.md).
 // Settings come in two trust levels: the operator's (defaults, --attention_preset) are used as
@@ -34,11 +36,11 @@
 #include "model/attention/options.h"
 #include "model/attention/registry.h"
 #include "model/checkpoint.h"
-#include "model/encoder/bert.h"
+#include "model/encoder/weight_files.h"
 #include "model/encoder/config.h"
+#include "model/encoder/encoder_model.h"
 #include "model/encoder/pooling.h"
-#include "model/encoder/safetensors.h"
-#include "model/encoder/weights.h"
+#include "model/encoder/sentence_transformers.h"
 #include "model/positions/positions.h"
 #include "model/request_policy.h"
 
@@ -96,7 +98,8 @@ std::string SettingsKey(const EncodeSettings& s) {
 
 class TorchBackend final : public Backend {
  public:
-  TorchBackend(ModelInfo info, encoder::BertModel model, torch::Device device, uint64_t seed,
+  TorchBackend(ModelInfo info, std::unique_ptr<encoder::EncoderModel> model,
+               torch::Device device, uint64_t seed,
                RequestPolicy policy, std::map<std::string, EncodeSettings> presets,
                int64_t max_exact_tokens)
       : info_(std::move(info)),
@@ -340,7 +343,9 @@ class TorchBackend final : public Backend {
                         const std::vector<attention::Attention*>& cores) {
     const int64_t n = ids.size(1);
     const int64_t table = info_.max_positions;
-    return model_->forward(ids, valid, positions::PositionEmbeddings(scheme, model_->position_table(), n),
+    const torch::Tensor learned = model_->position_table();  // undefined for RoPE models
+    return model_->Forward(ids, valid,
+                           learned.defined() ? positions::PositionEmbeddings(scheme, learned, n) : learned,
                            cores, positions::QueryScale(scheme, n, table));
   }
 
@@ -354,6 +359,20 @@ class TorchBackend final : public Backend {
       const int64_t end = std::min(batch.chunks[c].end, last);
       if (begin < end) chunk_sums[c] += states.slice(0, begin - first, end - first).sum(0);
     }
+  }
+
+  // One row [Hd] of hidden [B, N, Hd]: sequence b pooled as `pooling` says.
+  static torch::Tensor PoolRow(const torch::Tensor& hidden, const torch::Tensor& valid, int64_t b,
+                               Pooling pooling) {
+    switch (pooling) {
+      case Pooling::kCls:
+        return hidden[b][0];
+      case Pooling::kLastToken:
+        return hidden[b][valid[b].sum().item<int64_t>() - 1];
+      case Pooling::kMean:
+        break;
+    }
+    return encoder::MeanPool(hidden.narrow(0, b, 1), valid.narrow(0, b, 1))[0];
   }
 
   // Pooled (unnormalised) vector [Hd] of one long document encoded in windows of the
@@ -377,7 +396,7 @@ class TorchBackend final : public Backend {
     }
     const positions::PositionScheme scheme{positions::Mode::kChunk, false};
     torch::Tensor sum = torch::zeros({info_.embedding_dim}, torch::TensorOptions().device(device_));
-    torch::Tensor cls;
+    torch::Tensor cls, last_token;  // the first window's first token, the last window's last
     double count = 0;
     for (int64_t begin = 0; begin < windows.size(); begin += kChunkWindowsPerForward) {
       AtCheckpoint();
@@ -391,11 +410,15 @@ class TorchBackend final : public Backend {
         AddChunkSums(batch, row, hidden[b].slice(0, skip, windows.length(w) - keep),
                      lo - 1 + skip, chunk_sums);
       }
-      if (!cls.defined()) cls = encoder::ClsPool(hidden)[0];  // first window's [CLS]
+      if (begin + static_cast<int64_t>(rows.size()) == windows.size()) {
+        last_token = PoolRow(hidden, valid, static_cast<int64_t>(rows.size()) - 1, Pooling::kLastToken);
+      }
+      if (!cls.defined()) cls = encoder::ClsPool(hidden)[0];
       if (pooling == Pooling::kCls && batch.chunk_offsets[row] == batch.chunk_offsets[row + 1]) break;
       sum += encoder::SumPool(hidden, valid).sum(0);
       count += valid.sum().item<double>();
     }
+    if (pooling == Pooling::kLastToken) return last_token;
     return pooling == Pooling::kCls ? cls : sum / count;
   }
 
@@ -414,6 +437,16 @@ class TorchBackend final : public Backend {
     const EncodeSettings settings = Resolve(batch.settings);
     ASSIGN_OR_RETURN(const positions::PositionScheme scheme,
                      positions::ParsePositionScheme(settings.position_mode));
+    if (scheme.mode == positions::Mode::kNative && model_->position_table().defined()) {
+      for (int64_t i = 0; i < batch.size(); ++i) {
+        if (batch.length(i) > info_.max_positions) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "sequence ", i, " has ", batch.length(i), " tokens, more than the model's ",
+              info_.max_positions, " learned positions; position mode 'native' cannot encode it "
+              "(chunk, grouped, recurrent and interpolate can)"));
+        }
+      }
+    }
     ASSIGN_OR_RETURN(const std::shared_ptr<const AttentionSet> core_set, Cores(settings));
     const std::vector<attention::Attention*> cores = Raw(*core_set);
 
@@ -441,18 +474,15 @@ class TorchBackend final : public Backend {
         auto [ids, valid] = Pad(batch, {i});
         torch::Tensor hidden = Forward(ids, valid, scheme, cores);
         AddChunkSums(batch, i, hidden[0], 0, chunk_sums);
-        pooled[i] = batch.pooling[i] == Pooling::kCls ? encoder::ClsPool(hidden)[0]
-                                                      : encoder::MeanPool(hidden, valid)[0];
+        pooled[i] = PoolRow(hidden, valid, 0, batch.pooling[i]);
       }
     }
     if (!short_rows.empty()) {
       auto [ids, valid] = Pad(batch, short_rows);
       torch::Tensor hidden = Forward(ids, valid, scheme, cores);
-      torch::Tensor mean = encoder::MeanPool(hidden, valid);
-      torch::Tensor cls = encoder::ClsPool(hidden);
       for (size_t b = 0; b < short_rows.size(); ++b) {
         const int64_t i = short_rows[b];
-        pooled[i] = batch.pooling[i] == Pooling::kCls ? cls[b] : mean[b];
+        pooled[i] = PoolRow(hidden, valid, static_cast<int64_t>(b), batch.pooling[i]);
         AddChunkSums(batch, i, hidden[b].slice(0, 0, batch.length(i)), 0, chunk_sums);
       }
     }
@@ -485,7 +515,7 @@ class TorchBackend final : public Backend {
   }
 
   const ModelInfo info_;
-  encoder::BertModel model_;
+  std::unique_ptr<encoder::EncoderModel> model_;
   const torch::Device device_;
   const uint64_t seed_;
   const RequestPolicy policy_;
@@ -553,20 +583,23 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateTorchBackend(const BackendOptions
     }
 
     const std::string dir = options.model_dir;
-    ASSIGN_OR_RETURN(const encoder::EncoderConfig config,
-                     encoder::LoadEncoderConfig(dir + "/config.json"));
-    ASSIGN_OR_RETURN(const encoder::SafetensorsFile weights,
-                     encoder::SafetensorsFile::Open(dir + "/model.safetensors"));
-    encoder::BertModel model(config);
-    RETURN_IF_ERROR(encoder::LoadWeights(weights, model));
-    model->eval();
-    model->to(device);
+    ASSIGN_OR_RETURN(encoder::EncoderConfig config, encoder::LoadEncoderConfig(dir + "/config.json"));
+    RETURN_IF_ERROR(encoder::ApplyRopeScaling(options.rope_scaling, "--rope_scaling", &config));
+    ASSIGN_OR_RETURN(const encoder::SentenceTransformerInfo st,
+                     encoder::LoadSentenceTransformerInfo(dir));
+    std::unique_ptr<encoder::EncoderModel> model;
+    {
+      ASSIGN_OR_RETURN(const encoder::WeightFiles weights, encoder::WeightFiles::Open(dir));
+      ASSIGN_OR_RETURN(model, encoder::LoadEncoderModel(config, weights));
+    }  // unmaps the weight files
+    model->module().to(device);
+    const bool rotary = config.positions == encoder::PositionKind::kRotary;
 
     ModelInfo info;
     info.model_name = BaseName(dir);
     info.version = LONGENC_VERSION;
     info.embedding_dim = config.hidden_size;
-    info.max_positions = config.max_position_embeddings;
+    info.max_positions = config.usable_positions();
     info.max_tokens_per_document = options.max_tokens_per_document;
     info.vocab_size = config.vocab_size;
     info.device = device.str();
@@ -575,7 +608,17 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateTorchBackend(const BackendOptions
     info.default_attention = options.attention;
     info.default_attention_options = options.attention_options;
     info.position_modes = positions::PositionSchemeNames();
-    info.default_position_mode = options.position_mode.empty() ? "grouped,logscale" : options.position_mode;
+    info.default_position_mode = !options.position_mode.empty() ? options.position_mode
+                                 : rotary                        ? "native"
+                                                                 : "grouped,logscale";
+    info.family = config.model_type;
+    info.default_pooling = st.pooling == encoder::PoolingMode::kCls         ? Pooling::kCls
+                           : st.pooling == encoder::PoolingMode::kLastToken ? Pooling::kLastToken
+                                                                            : Pooling::kMean;
+    info.default_normalize = st.normalize;
+    info.max_seq_length = st.max_seq_length;
+    info.prompts = st.prompts;
+    info.default_prompt_name = st.default_prompt_name;
     if (options.max_tokens_per_document < 1) {
       return absl::InvalidArgumentError("--max_tokens_per_document must be at least 1");
     }

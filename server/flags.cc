@@ -196,6 +196,7 @@ absl::StatusOr<ServerOptions> OptionsFromFlags() {
   o.request_option_limits = backend.request_option_limits;
   o.preempt_share = absl::GetFlag(FLAGS_preempt_share);
   o.prepare_threads = absl::GetFlag(FLAGS_prepare_threads);
+  o.rope_scaling = backend.rope_scaling;
   o.stream_window = absl::GetFlag(FLAGS_stream_window);
   o.shutdown_timeout = absl::GetFlag(FLAGS_shutdown_timeout);
   o.metrics_address = absl::GetFlag(FLAGS_metrics_address);
@@ -226,6 +227,7 @@ model::BackendOptions ToBackendOptions(const ServerOptions& o) {
   b.attention = o.attention;
   b.attention_options = o.attention_options;
   b.position_mode = o.position_mode;
+  b.rope_scaling = o.rope_scaling;
   b.max_tokens_per_document = o.max_tokens_per_document;
   b.attention_presets = o.attention_preset;
   b.max_exact_tokens = o.max_exact_tokens;

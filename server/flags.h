@@ -42,6 +42,7 @@ struct ServerOptions {
   std::string request_option_limits;        // overrides of model/request_policy.h
   double preempt_share = 0.2;               // see BatcherOptions::preempt_share
   int prepare_threads = 4;                  // decode + tokenize requests off gRPC's threads
+  std::string rope_scaling;                 // RoPE scaling past the trained length (backend.h)
   int64_t stream_window = 16;               // EmbedStream requests read ahead per stream
   absl::Duration shutdown_timeout = absl::Seconds(30);
   std::string metrics_address = "0.0.0.0:9464";

@@ -8,6 +8,11 @@
 #include <sstream>
 #include <utility>
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -71,18 +76,38 @@ int64_t TensorView::numel() const {
 }
 
 absl::StatusOr<SafetensorsFile> SafetensorsFile::Open(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open weights file"));
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read error"));
-  return Parse(std::move(buffer).str(), path);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return absl::NotFoundError(absl::StrCat(path, ": cannot open weights file"));
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
+  }
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (size == 0) {
+    ::close(fd);
+    return Parse(std::string(), path);
+  }
+  void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);  // the mapping keeps the file
+  if (map == MAP_FAILED) return absl::DataLossError(absl::StrCat(path, ": cannot map the file"));
+  std::shared_ptr<const void> owner(map, [size](const void* p) { ::munmap(const_cast<void*>(p), size); });
+  return ParseBytes(static_cast<const uint8_t*>(map), size, std::move(owner), /*mapped=*/true, path);
 }
 
 absl::StatusOr<SafetensorsFile> SafetensorsFile::Parse(std::string bytes,
                                                        const std::string& source) {
-  if (bytes.size() < 8) {
-    return Corrupt(source, absl::StrCat("file has ", bytes.size(),
+  auto owner = std::make_shared<const std::string>(std::move(bytes));
+  const auto* data = reinterpret_cast<const uint8_t*>(owner->data());
+  const uint64_t size = owner->size();
+  return ParseBytes(data, size, std::move(owner), /*mapped=*/false, source);
+}
+
+absl::StatusOr<SafetensorsFile> SafetensorsFile::ParseBytes(const uint8_t* bytes, uint64_t size,
+                                                            std::shared_ptr<const void> owner,
+                                                            bool mapped, const std::string& source) {
+  if (size < 8) {
+    return Corrupt(source, absl::StrCat("file has ", size,
                                         " bytes, fewer than the 8-byte header length"));
   }
   uint64_t header_len = 0;
@@ -90,9 +115,9 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Parse(std::string bytes,
   if (header_len > kMaxHeaderBytes) {
     return Corrupt(source, absl::StrCat("header length ", header_len, " exceeds the 100 MB limit"));
   }
-  if (header_len > bytes.size() - 8) {
+  if (header_len > size - 8) {
     return Corrupt(source, absl::StrCat("header length ", header_len, " runs past the end of the ",
-                                        bytes.size(), "-byte file (truncated?)"));
+                                        size, "-byte file (truncated?)"));
   }
 
   // Duplicate keys are legal JSON but ambiguous tensors: catch them while parsing.
@@ -107,7 +132,7 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Parse(std::string bytes,
   };
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + header_len, on_event);
+    header = nlohmann::json::parse(bytes + 8, bytes + 8 + header_len, on_event);
   } catch (const nlohmann::json::exception& e) {
     return Corrupt(source, absl::StrCat("header is not valid JSON (", e.what(), ")"));
   }
@@ -117,7 +142,7 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Parse(std::string bytes,
   SafetensorsFile file;
   file.source_ = source;
   const uint64_t data_begin = 8 + header_len;
-  const uint64_t data_size = bytes.size() - data_begin;
+  const uint64_t data_size = size - data_begin;
   std::vector<std::pair<uint64_t, uint64_t>> ranges;  // begin, end per tensor
   for (auto it = header.begin(); it != header.end(); ++it) {
     const std::string& name = it.key();
@@ -202,8 +227,9 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Parse(std::string bytes,
                                         " bytes after the last tensor are not described by the header"));
   }
 
-  file.bytes_ = std::move(bytes);
-  const uint8_t* base = reinterpret_cast<const uint8_t*>(file.bytes_.data()) + data_begin;
+  file.owner_ = std::move(owner);
+  file.mapped_ = mapped;
+  const uint8_t* base = bytes + data_begin;
   std::vector<TensorView> sorted;
   sorted.reserve(order.size());
   for (size_t i : order) {
@@ -213,6 +239,16 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Parse(std::string bytes,
   }
   file.tensors_ = std::move(sorted);
   return file;
+}
+
+void SafetensorsFile::Release(const uint8_t* data, int64_t nbytes) const {
+  if (!mapped_ || nbytes <= 0) return;
+  // Whole pages only: a partly consumed page may still hold a neighbour's bytes.
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<uintptr_t>(data);
+  const uintptr_t first = (begin + page - 1) / page * page;
+  const uintptr_t last = (begin + static_cast<uintptr_t>(nbytes)) / page * page;
+  if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
 }
 
 const TensorView* SafetensorsFile::Find(const std::string& name) const {

@@ -5,13 +5,17 @@
 // crashes or reads out of bounds on hostile input (docs/ARCHITECTURE.md, "Model files: what
 // the readers refuse", lists the rules).
 //
-// Ownership: a SafetensorsFile owns its bytes; TensorView::data points into them and lives
-// as long as the file object. Thread-compatible.
+// Ownership: a SafetensorsFile owns its bytes (a read-only memory map of the file for Open(),
+// a string for Parse()); TensorView::data points into them and lives as long as the file
+// object. Mapped pages are read from the page cache on first touch, so opening a multi-GB
+// checkpoint costs no copy; Release() hands pages the caller has consumed back to the kernel,
+// which keeps a load's peak RSS at the model's size. Thread-compatible.
 #ifndef LONGENC_MODEL_ENCODER_SAFETENSORS_H_
 #define LONGENC_MODEL_ENCODER_SAFETENSORS_H_
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -35,7 +39,7 @@ struct TensorView {
 
 class SafetensorsFile {
  public:
-  // Reads and validates `path`.
+  // Maps and validates `path`.
   static absl::StatusOr<SafetensorsFile> Open(const std::string& path);
   // Validates `bytes` (the whole file); `source` names it in error messages.
   static absl::StatusOr<SafetensorsFile> Parse(std::string bytes, const std::string& source);
@@ -46,14 +50,22 @@ class SafetensorsFile {
   const TensorView* Find(const std::string& name) const;
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const std::string& source() const { return source_; }
+  // Drops the resident pages wholly inside [data, data + nbytes) of a mapped file (they are
+  // read again from the page cache if touched later); a no-op for Parse()d bytes.
+  void Release(const uint8_t* data, int64_t nbytes) const;
 
   SafetensorsFile(SafetensorsFile&&) = default;
   SafetensorsFile& operator=(SafetensorsFile&&) = default;
 
  private:
   SafetensorsFile() = default;
+  // Validates the `size` bytes at `bytes` (kept alive by `owner`) and fills a file.
+  static absl::StatusOr<SafetensorsFile> ParseBytes(const uint8_t* bytes, uint64_t size,
+                                                    std::shared_ptr<const void> owner,
+                                                    bool mapped, const std::string& source);
   std::string source_;
-  std::string bytes_;
+  std::shared_ptr<const void> owner_;  // the mapping or the string
+  bool mapped_ = false;
   std::vector<TensorView> tensors_;
   std::map<std::string, std::string> metadata_;
 };

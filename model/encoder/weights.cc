@@ -7,19 +7,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "model/encoder/weight_loader.h"
 
 namespace longenc::encoder {
 namespace {
-
-bool ToTorchFloat(DType dtype, torch::ScalarType* out) {
-  switch (dtype) {
-    case DType::kF32: *out = torch::kFloat32; return true;
-    case DType::kF16: *out = torch::kFloat16; return true;
-    case DType::kBF16: *out = torch::kBFloat16; return true;
-    case DType::kF64: *out = torch::kFloat64; return true;
-    default: return false;
-  }
-}
 
 // Tensors of a HF checkpoint that the encoder does not use.
 bool IsIgnorable(const std::string& name) {

@@ -15,7 +15,8 @@ struct ModeName {
 constexpr ModeName kModes[] = {{Mode::kChunk, "chunk"},
                                {Mode::kRecurrent, "recurrent"},
                                {Mode::kGrouped, "grouped"},
-                               {Mode::kInterpolate, "interpolate"}};
+                               {Mode::kInterpolate, "interpolate"},
+                               {Mode::kNative, "native"}};
 constexpr char kLogScale[] = ",logscale";
 
 }  // namespace
@@ -69,9 +70,10 @@ torch::Tensor PositionEmbeddings(const PositionScheme& scheme, const torch::Tens
       return table.index_select(0, lo) * (1 - w) + table.index_select(0, hi) * w;
     }
     case Mode::kChunk:
+    case Mode::kNative:
       break;
   }
-  TORCH_CHECK(false, "chunk mode has no one-pass position embeddings");
+  TORCH_CHECK(false, "chunk and native modes have no position embeddings past the table");
 }
 
 double QueryScale(const PositionScheme& scheme, int64_t n, int64_t table_size) {

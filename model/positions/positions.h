@@ -5,6 +5,9 @@
 //   recurrent    position id = i mod P
 //   grouped      position id = i / s with s = ceil(n / P) (neighbours share a position)
 //   interpolate  the table linearly interpolated to n positions
+//   native       the model's own positions: RoPE models extend past their trained length as
+//                their config says (dynamic NTK, YaRN, or plain); learned tables refuse longer
+//                documents. The default of RoPE models.
 // Any mode but chunk takes the suffix ",logscale": queries are scaled by log(n)/log(P) so
 // the softmax keeps its sharpness over n keys. Documents of at most P tokens are encoded
 // identically by every mode.
@@ -20,7 +23,7 @@
 
 namespace longenc::positions {
 
-enum class Mode { kChunk, kRecurrent, kGrouped, kInterpolate };
+enum class Mode { kChunk, kRecurrent, kGrouped, kInterpolate, kNative };
 
 struct PositionScheme {
   Mode mode = Mode::kInterpolate;

@@ -1,0 +1,29 @@
+// Fills an encoder module's parameters from a WeightFiles through its family's WeightRules:
+// names as published (prefixes stripped), fused and split projections reassembled, fp16/bf16
+// converted to the parameter's fp32. Every parameter row must be filled exactly once and every
+// checkpoint tensor must be used or known to be unused (heads, poolers, buffers): a 12-layer
+// file under a 6-layer config, or biases the config does not have, are errors naming a tensor.
+//
+// Memory: tensors are copied in slices of a few MiB and each consumed slice of the mapped file
+// is released at once, so the peak RSS of a load is the model's fp32 size plus one slice.
+#ifndef LONGENC_MODEL_ENCODER_WEIGHT_LOADER_H_
+#define LONGENC_MODEL_ENCODER_WEIGHT_LOADER_H_
+
+#include <torch/torch.h>
+
+#include "absl/status/status.h"
+#include "model/encoder/weight_files.h"
+#include "model/encoder/config.h"
+#include "model/encoder/families/family.h"
+
+namespace longenc::encoder {
+
+// The torch dtype of a floating-point safetensors dtype; false for integer dtypes.
+bool ToTorchFloat(DType dtype, torch::ScalarType* out);
+
+absl::Status LoadWeightFiles(const WeightFiles& files, const Family& family,
+                            const EncoderConfig& config, torch::nn::Module& module);
+
+}  // namespace longenc::encoder
+
+#endif  // LONGENC_MODEL_ENCODER_WEIGHT_LOADER_H_
