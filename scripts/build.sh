@@ -13,4 +13,5 @@ if [ ! -f "$build/CMakeCache.txt" ]; then
   cmake -S . -B "$build" -DCMAKE_PREFIX_PATH="$torch_prefix" \
     -DPython3_EXECUTABLE="$root/.venv/bin/python" ${CMAKE_ARGS:-}
 fi
-cmake --build "$build" -j "$jobs"
+# TARGETS: only these targets (space-separated); all by default.
+cmake --build "$build" -j "$jobs" ${TARGETS:+--target $TARGETS}
