@@ -33,6 +33,8 @@ import urllib.request
 
 import pytest
 
+pytestmark = pytest.mark.needs_programs("longenc-server", "longenc")
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD = pathlib.Path(os.environ.get("LONGENC_BUILD_DIR", ROOT / "build"))
 CPU_BUILD = pathlib.Path(os.environ.get("LONGENC_CPU_BUILD_DIR", ROOT / "build-cpu"))
