@@ -4,7 +4,8 @@ The image is built by `scripts/image.sh --from-build build-cpu` (`make image-loc
 Dockerfile's staging step runs on the LONGENC_CUDA=OFF programs that `make test` built
 (`make build-cpu`), and the Dockerfile's runtime stage, verbatim, is built on top. The full
 from-source build (`make image`) is the same runtime stage after a compile of about 11 minutes,
-measured in docs/DEPLOY.md; it is not repeated here.
+measured in docs/DEPLOY.md; it is not repeated here, but LONGENC_IMAGE=longenc:cpu runs these
+checks on that image instead of building one.
 
 Checked on the running image, started the way docs/DEPLOY.md starts it (locked down as the
 Kubernetes Deployments run it: read-only root, /tmp writable, no capabilities), with the flags moved
@@ -103,6 +104,8 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def image():
+    if os.environ.get("LONGENC_IMAGE"):  # an image built before, e.g. longenc:cpu by `make image`
+        return os.environ["LONGENC_IMAGE"]
     for program in ["longenc-server", "longenc"]:
         assert (CPU_BUILD / "bin" / program).exists(), \
             f"{CPU_BUILD}/bin/{program} missing (make build-cpu)"
@@ -197,6 +200,12 @@ def test_serving_and_healthcheck_on_the_configured_port(container):
         assert check.returncode == 0, check.stdout + check.stderr
     inside = run("exec", container["name"], "longenc-healthcheck")
     assert inside.stdout.strip() == "SERVING"
+    # A client the project did not write: grpcio with no longenc code, raw bytes on the standard
+    # health service (an empty HealthCheckRequest; status SERVING = field 1, value 1).
+    import grpc
+    with grpc.insecure_channel(container["server"]) as channel:
+        check = channel.unary_unary("/grpc.health.v1.Health/Check")
+        assert check(b"", timeout=10) == b"\x08\x01"
 
 
 def test_flags_from_file_environment_and_arguments(container):
