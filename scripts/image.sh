@@ -11,8 +11,8 @@
 #
 # Engine: docker when a Docker daemon answers, else podman. Podman runs with runc, host
 # networking and lowered ulimits, the settings that work on a host (or container) where crun
-# cannot raise RLIMIT_NOFILE; $PODMAN overrides them. Images are built with --format docker so
-# that podman keeps the HEALTHCHECK.
+# cannot raise RLIMIT_NOFILE; $PODMAN replaces the engine command (PODMAN=podman: crun). Images
+# are built with --format docker so that podman keeps the HEALTHCHECK.
 # Base images: BUILD_BASE / RUNTIME_BASE if set; else debian:bookworm(-slim) when present or
 # pullable; else made here with mmdebstrap (scripts/image_base.sh) as localhost/debian:....
 # pip behind a TLS-intercepting proxy: the host's CA bundle is passed as the build secret
@@ -32,7 +32,7 @@ while (($#)); do
     --tag=*) tag="${1#*=}"; shift ;;
     --from-build) from_build="$2"; shift 2 ;;
     --from-build=*) from_build="${1#*=}"; shift ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "image.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
