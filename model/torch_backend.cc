@@ -23,7 +23,6 @@
 #include <utility>
 #include <vector>
 
-#include <c10/cuda/CUDACachingAllocator.h>
 #include <torch/torch.h>
 
 #include "absl/strings/match.h"
@@ -36,9 +35,10 @@
 #include "model/attention/options.h"
 #include "model/attention/registry.h"
 #include "model/checkpoint.h"
-#include "model/encoder/weight_files.h"
+#include "model/cuda_memory.h"
 #include "model/encoder/config.h"
 #include "model/encoder/encoder_model.h"
+#include "model/encoder/weight_files.h"
 #include "model/encoder/pooling.h"
 #include "model/encoder/sentence_transformers.h"
 #include "model/positions/positions.h"
@@ -457,7 +457,7 @@ class TorchBackend final : public Backend {
     } else if (cpu) {
       ResetPeakResident();  // so the batch reports its own peak
     } else {
-      c10::cuda::CUDACachingAllocator::resetPeakStats(device_.index());
+      ResetCudaPeakMemory(device_.index());
     }
     const int64_t dim = info_.embedding_dim;
     torch::Tensor pooled = torch::empty({batch.size(), dim}, torch::TensorOptions().device(device_));
@@ -505,11 +505,10 @@ class TorchBackend final : public Backend {
       absl::StatusOr<ProcessMemory> memory = ReadProcessMemory();
       result.peak_memory_bytes = memory.ok() ? memory->peak_resident_bytes : 0;
     } else {
-      // Index 0 of each stat array is the aggregate over pool types.
-      const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device_.index());
-      result.peak_memory_bytes = stats.allocated_bytes[0].peak;
-      result.device_allocated_bytes = stats.allocated_bytes[0].current;
-      result.device_reserved_bytes = stats.reserved_bytes[0].current;
+      const CudaMemory memory = ReadCudaMemory(device_.index());
+      result.peak_memory_bytes = memory.peak_allocated_bytes;
+      result.device_allocated_bytes = memory.allocated_bytes;
+      result.device_reserved_bytes = memory.reserved_bytes;
     }
     return result;
   }

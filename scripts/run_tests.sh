@@ -16,6 +16,8 @@ export LONGENC_BUILD_DIR="$root/$build"
 unset LONGENC_ALLOW_SKIPS
 results="$root/$build/test-results"
 rm -rf "$results" && mkdir -p "$results/gtest"
+# The LONGENC_CUDA=OFF programs that tests/python/test_image.py packages into the CPU image.
+export LONGENC_CPU_BUILD_DIR="$root/${BUILD_CPU:-build-cpu}"
 status=0
 GTEST_OUTPUT="xml:$results/gtest/" ctest --test-dir "$build" --output-on-failure \
   -j "${JOBS:-2}" || status=1

