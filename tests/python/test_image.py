@@ -191,7 +191,7 @@ def test_image_metadata(image):
 
 
 def test_serving_and_healthcheck_on_the_configured_port(container):
-    assert container["startup"] < 60  # the HEALTHCHECK's start period; measured in DEPLOY.md
+    assert container["startup"] < 60  # the HEALTHCHECK's start period; measured in docs/DEPLOY.md
     # The image's own HEALTHCHECK, run by the engine inside the container: it must find the
     # port FLAGS_port set, not the 50051 of server.flags.
     assert not container["server"].endswith(":50051")
