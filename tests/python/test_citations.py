@@ -2,7 +2,7 @@
 
 A clone of longenc must be able to open every document its code, build files and docs point to.
 Fails on:
-  - a path into notes kept beside the checkout (`../shared`);
+  - a path into the notes kept beside the checkout (the sibling directory OUTSIDE_DIR names);
   - a Markdown file name (`NAME.md`, `dir/NAME.md`, `NAME.md#anchor`) that resolves neither
     relative to the citing file's directory nor to the repository root;
   - the names of design notes that live outside the repository, cited without `.md`;
@@ -17,16 +17,20 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 # Files whose bytes are data, not prose or code.
 BINARY_SUFFIXES = {".png", ".safetensors", ".bin", ".gz"}
-# Paths into the notes beside the checkout.
-OUTSIDE = re.compile(r"\.\./shared\b|/work/shared\b")
+# The directory beside the checkout that holds notes a clone does not have. The names below are
+# assembled from parts so that this file does not itself cite what it looks for.
+OUTSIDE_DIR = "sha" + "red"
+OUTSIDE = re.compile(rf"\.\./{OUTSIDE_DIR}\b|/work/{OUTSIDE_DIR}\b")
 URL = re.compile(r"[a-z][a-z0-9+.-]*://\S+")
 # `$OUT/x.md` and `${dir}/x.md` name files a script writes, not documents.
 MARKDOWN = re.compile(r"(?<![\w./${}-])((?:\.{1,2}/)*[\w-]+(?:[./][\w-]+)*\.md)\b")
 # Design notes kept outside the repository, cited by name without the suffix, or as "spec §N"
 # (the outside attention spec; the repository's own is cited as docs/ATTENTION.md §N).
+OUTSIDE_NOTE_NAMES = ["-".join(parts) for parts in (
+    ("attention", "spec"), ("build", "notes"), ("families", "reference"), ("serving", "anchors"),
+    ("style", "anchors"))]
 OUTSIDE_NOTES = re.compile(
-    r"\b(attention-spec|build-notes|families-reference|serving-anchors|style-anchors)\b(?!\.md)"
-    r"|\b(spec §)")
+    r"\b(" + "|".join(OUTSIDE_NOTE_NAMES) + r")\b(?!\.md)" + r"|\b(spec §)")
 # "docs/X.md §2.4": the cited file must have a heading numbered 2.4 ("## 2.4 ..." or "### 2.4. ...").
 SECTION = re.compile(r"([\w./-]+\.md)\)?,?\s*§\s*([0-9]+[a-z]?(?:\.[0-9]+)*)")
 
@@ -101,13 +105,14 @@ def test_every_cited_document_is_in_the_repository():
 
 def test_the_check_sees_a_dangling_citation():
     """The patterns catch what they are for and leave URLs and real files alone."""
-    line = ("see EVALUATION.md §2, attention-spec §5, ../shared/x and README.md; "
+    missing = "NOT_IN_THIS_REPO.md"
+    line = (f"see {missing} §2, {OUTSIDE_NOTE_NAMES[0]} §5, ../{OUTSIDE_DIR}/x and README.md; "
             "https://example.org/NOTES.md is a URL")
     assert [m.group(0) for m in OUTSIDE_NOTES.finditer("as spec §2.1 and docs/ATTENTION.md §2.1")] \
         == ["spec §"]
     hits = [m.group(1) for m in MARKDOWN.finditer(URL.sub(" ", line))]
-    assert hits == ["EVALUATION.md", "README.md"]
-    assert not resolves("docs/API.md", "EVALUATION.md")
+    assert hits == [missing, "README.md"]
+    assert not resolves("docs/API.md", missing)
     assert resolves("docs/API.md", "README.md") and resolves("docs/API.md", "RELIABILITY.md")
     assert OUTSIDE.search(line) and OUTSIDE_NOTES.search(line)
     assert has_section("README.md", "docs/ATTENTION.md", "2.4")
