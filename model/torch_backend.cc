@@ -15,7 +15,6 @@
 #include "model/torch_backend.h"
 
 #include <algorithm>
-#include <list>
 #include <map>
 #include <memory>
 #include <string>
@@ -189,13 +188,16 @@ class TorchBackend final : public Backend {
 
  private:
   absl::Status ValidateUncached(const EncodeSettings& settings) const {
+    const EncodeSettings s = Resolve(settings);
+    RETURN_IF_ERROR(positions::ParsePositionScheme(s.position_mode).status());
     if (presets_.count(settings.attention) > 0) {
-      if (!settings.attention_options.empty()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "attention_options: attention \"", settings.attention,
-            "\" is an operator preset and takes no options; leave attention_options empty"));
-      }
-    } else if (!settings.attention.empty() || !settings.attention_options.empty()) {
+      // Its cores were built and pinned at start-up: nothing to build (or read) here.
+      if (settings.attention_options.empty()) return absl::OkStatus();
+      return absl::InvalidArgumentError(absl::StrCat(
+          "attention_options: attention \"", settings.attention,
+          "\" is an operator preset and takes no options; leave attention_options empty"));
+    }
+    if (!settings.attention.empty() || !settings.attention_options.empty()) {
       ASSIGN_OR_RETURN(const auto options,
                        attention::ParseAttentionOptions(settings.attention_options));
       const std::string variant =
@@ -205,13 +207,11 @@ class TorchBackend final : public Backend {
       }
       RETURN_IF_ERROR(policy_.Check(variant, options));
     }
-    const EncodeSettings s = Resolve(settings);
-    RETURN_IF_ERROR(positions::ParsePositionScheme(s.position_mode).status());
     return MakeCore(s, 0, torch::kCPU).status();
   }
 
-  static bool IsVariant(const std::string& name) {
-    const std::vector<std::string> names = attention::Registry::Global().Names();
+  bool IsVariant(const std::string& name) const {
+    const std::vector<std::string>& names = info_.attention_variants;
     return std::find(names.begin(), names.end(), name) != names.end();
   }
 
