@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "model/chunking.h"
 
 namespace longenc::server {
@@ -51,6 +52,49 @@ absl::Status CheckChunking(const EmbedRequest& request) {
   return absl::OkStatus();
 }
 
+// The text prepended to the request's text documents: the prompt EmbedRequest.prompt_name
+// names, else the model's default prompt; nullptr for none.
+absl::StatusOr<const std::string*> FindPrompt(const EmbedRequest& request,
+                                              const model::ModelInfo& info) {
+  const std::string& name =
+      request.prompt_name().empty() ? info.default_prompt_name : request.prompt_name();
+  if (name.empty()) return nullptr;
+  for (const auto& [known, text] : info.prompts) {
+    if (known == name) return &text;
+  }
+  if (info.prompts.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "prompt_name: unknown prompt '", name, "'; the model defines no prompts "
+        "(config_sentence_transformers.json, GetInfo.prompts): leave prompt_name empty"));
+  }
+  std::vector<std::string> names;
+  for (const auto& p : info.prompts) names.push_back(p.first);
+  return absl::InvalidArgumentError(absl::StrCat("prompt_name: unknown prompt '", name,
+                                                 "'; known: ", absl::StrJoin(names, ", "),
+                                                 " (GetInfo.prompts)"));
+}
+
+// A text tokenized with a prompt of `prompt_bytes` bytes before it: counts the prompt's tokens
+// from `first` on (those that lie within the prompt; a token that reaches into the caller's text
+// is the text's) and moves `offsets` to the caller's text, so that the prompt's tokens are
+// (0, 0) like the special tokens and a token across the boundary starts at 0.
+int64_t ShiftPastPrompt(int64_t prompt_bytes, int64_t first,
+                        std::vector<std::pair<int32_t, int32_t>>& offsets) {
+  int64_t end = first;
+  const int64_t n = static_cast<int64_t>(offsets.size());
+  while (end < n && offsets[end].first < prompt_bytes && offsets[end].second <= prompt_bytes) {
+    ++end;
+  }
+  const auto shift = [prompt_bytes](int32_t at) {
+    return static_cast<int32_t>(std::max<int64_t>(0, at - prompt_bytes));
+  };
+  for (auto& [begin, stop] : offsets) {
+    begin = shift(begin);
+    stop = shift(stop);
+  }
+  return end - first;
+}
+
 }  // namespace
 
 absl::StatusOr<PreparedEmbed> PrepareEmbed(const EmbedRequest& request, const Runtime& runtime,
@@ -66,14 +110,20 @@ absl::StatusOr<PreparedEmbed> PrepareEmbed(const EmbedRequest& request, const Ru
         "EmbedRequest has ", n, " documents; the limit is ", limits.max_documents_per_request,
         " (--max_documents_per_request, GetInfo.limits): split the request"));
   }
+  const model::ModelInfo& info = runtime.backend->info();
   PreparedEmbed p;
   switch (request.pooling()) {
     case longenc::v1::POOLING_UNSPECIFIED:
+      p.job.pooling = info.default_pooling;  // the sentence-transformers files' choice
+      break;
     case longenc::v1::POOLING_MEAN:
       p.job.pooling = model::Pooling::kMean;
       break;
     case longenc::v1::POOLING_CLS:
       p.job.pooling = model::Pooling::kCls;
+      break;
+    case longenc::v1::POOLING_LAST_TOKEN:
+      p.job.pooling = model::Pooling::kLastToken;
       break;
     default:
       return absl::InvalidArgumentError(
@@ -86,14 +136,15 @@ absl::StatusOr<PreparedEmbed> PrepareEmbed(const EmbedRequest& request, const Ru
     return absl::InvalidArgumentError(absl::StrCat("over_limit: unknown value ", over_limit));
   }
   const bool truncate = over_limit == longenc::v1::OVER_LIMIT_TRUNCATE;
-  p.job.normalize = request.has_normalize() ? request.normalize() : true;
+  p.job.normalize = request.has_normalize() ? request.normalize() : info.default_normalize;
+  absl::StatusOr<const std::string*> prompt = FindPrompt(request, info);
+  if (!prompt.ok()) return prompt.status();
   p.job.settings.attention = request.attention();
   p.job.settings.attention_options = request.attention_options();
   p.job.settings.position_mode = request.position_mode();
   if (absl::Status s = runtime.backend->ValidateSettings(p.job.settings); !s.ok()) {
     return absl::InvalidArgumentError(s.message());
   }
-  const model::ModelInfo& info = runtime.backend->info();
   p.attention = request.attention().empty() ? info.default_attention : request.attention();
   p.position_mode =
       request.position_mode().empty() ? info.default_position_mode : request.position_mode();
@@ -117,6 +168,7 @@ absl::StatusOr<PreparedEmbed> PrepareEmbed(const EmbedRequest& request, const Ru
     const longenc::v1::Document& doc = request.documents(i);
     std::vector<int32_t> ids;
     std::vector<std::pair<int32_t, int32_t>> offsets;  // text documents only
+    int64_t prompt_tokens = 0;  // the prompt's tokens after the leading special token
     switch (doc.content_case()) {
       case longenc::v1::Document::kText: {
         if (doc.text().empty()) {
@@ -124,7 +176,10 @@ absl::StatusOr<PreparedEmbed> PrepareEmbed(const EmbedRequest& request, const Ru
               absl::StrCat(DocumentLabel(i, doc.id()), ": text is empty"));
         }
         const absl::Time t0 = absl::Now();
-        absl::StatusOr<tokenizer::Encoding> enc = runtime.tokenizer->Encode(doc.text());
+        // As text-embeddings-inference: the prompt and the text are tokenized as one string.
+        absl::StatusOr<tokenizer::Encoding> enc =
+            *prompt == nullptr ? runtime.tokenizer->Encode(doc.text())
+                               : runtime.tokenizer->Encode(absl::StrCat(**prompt, doc.text()));
         p.tokenization_time += absl::Now() - t0;
         if (!enc.ok()) {
           return absl::InvalidArgumentError(
@@ -132,9 +187,19 @@ absl::StatusOr<PreparedEmbed> PrepareEmbed(const EmbedRequest& request, const Ru
         }
         ids = std::move(enc->ids);
         offsets = std::move(enc->offsets);
+        if (*prompt != nullptr) {
+          const int64_t first = !ids.empty() && ids[0] == runtime.tokenizer->cls_id() ? 1 : 0;
+          prompt_tokens = ShiftPastPrompt(static_cast<int64_t>((*prompt)->size()), first, offsets);
+        }
         break;
       }
       case longenc::v1::Document::kTokens: {
+        if (!request.prompt_name().empty()) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "prompt_name '", request.prompt_name(), "' is set and ", DocumentLabel(i, doc.id()),
+              " is given as token ids, which are used as given: send the text, or prepend the "
+              "prompt's tokens yourself and leave prompt_name empty"));
+        }
         if (chunking && request.chunking().spans_size() > 0) {
           return absl::InvalidArgumentError(absl::StrCat(
               "chunking.spans: ", DocumentLabel(i, doc.id()), " is given as token ids and "
@@ -185,8 +250,9 @@ absl::StatusOr<PreparedEmbed> PrepareEmbed(const EmbedRequest& request, const Ru
     }
     if (chunking) {
       const longenc::v1::Chunking& c = request.chunking();
-      const model::TokenRange content =
-          model::ContentTokens(ids, runtime.tokenizer->cls_id(), sep);
+      // The prompt's tokens, like the special tokens, belong to no chunk.
+      model::TokenRange content = model::ContentTokens(ids, runtime.tokenizer->cls_id(), sep);
+      content.begin = std::min(content.end, content.begin + prompt_tokens);
       std::vector<model::TokenRange> chunks;
       if (c.spans_size() > 0) {
         std::vector<std::pair<int32_t, int32_t>> spans;

@@ -216,6 +216,18 @@ grpc::ServerUnaryReactor* EncoderService::GetInfo(grpc::CallbackServerContext* c
   response->set_device(info.device);
   response->set_dtype(info.dtype);
   response->set_server_version(LONGENC_VERSION);
+  for (const auto& [name, text] : info.prompts) {
+    longenc::v1::Prompt* prompt = response->add_prompts();
+    prompt->set_name(name);
+    prompt->set_text(text);
+  }
+  response->set_default_prompt_name(info.default_prompt_name);
+  response->set_default_pooling(
+      info.default_pooling == model::Pooling::kCls         ? longenc::v1::POOLING_CLS
+      : info.default_pooling == model::Pooling::kLastToken ? longenc::v1::POOLING_LAST_TOKEN
+                                                           : longenc::v1::POOLING_MEAN);
+  response->set_default_normalize(info.default_normalize);
+  response->set_max_seq_length(info.max_seq_length);
   longenc::v1::Limits* limits = response->mutable_limits();
   limits->set_max_batch_tokens(limits_.max_batch_tokens);
   limits->set_max_documents_per_request(limits_.max_documents_per_request);
