@@ -6,7 +6,8 @@
 // chosen position scheme (RoPE models: natively), or in windows for "chunk"; short ones are
 // padded together.
 // Late chunks (Batch::chunks) are means of the same pass's final hidden states; under "chunk"
-// each token's state comes from its window ("long late chunking", docs/API.md).
+// each chunk's come from the window, of overlapping ones, where it has the most context
+// ("long late chunking", model/late_windows.h, docs/API.md).
 // Settings come in two trust levels: the operator's (defaults, --attention_preset) are used as
 // given; a request's options pass model/request_policy.h first.
 // Thread-safety: Embed() runs on one thread (the batcher's), and batches it runs from a
@@ -40,6 +41,7 @@
 #include "model/encoder/weight_files.h"
 #include "model/encoder/pooling.h"
 #include "model/encoder/sentence_transformers.h"
+#include "model/late_windows.h"
 #include "model/positions/positions.h"
 #include "model/request_policy.h"
 
@@ -376,27 +378,28 @@ class TorchBackend final : public Backend {
   }
 
   // Pooled (unnormalised) vector [Hd] of one long document encoded in windows of the
-  // position table, each window framed by the document's own first and last token. Its late
-  // chunks take each token's state from the window that holds it (the document's first and
-  // last token from the first and last window).
+  // position table, each framed by the document's own first and last token: the tiling
+  // windows give the document vector; each late chunk is pooled from the window where it has
+  // the most context, windows shifted by half a window included (model/late_windows.h).
   torch::Tensor EncodeChunked(const Batch& batch, int64_t row, Pooling pooling,
                               const std::vector<attention::Attention*>& cores,
                               torch::Tensor& chunk_sums) {
-    const int64_t window = info_.max_positions - 2;
     const int32_t* doc = batch.token_ids.data() + batch.offsets[row];
-    const int64_t n = batch.length(row);
-    const int32_t first = doc[0], last = doc[n - 1];
+    const int64_t n = batch.length(row), first_chunk = batch.chunk_offsets[row];
+    const std::vector<LateWindow> plan = PlanLateWindows(
+        n, info_.max_positions - 2,
+        absl::MakeConstSpan(batch.chunks).subspan(first_chunk, batch.chunk_offsets[row + 1] - first_chunk));
     Batch windows;
-    for (int64_t begin = 1; begin < n - 1; begin += window) {
-      const int64_t end = std::min(begin + window, n - 1);
-      std::vector<int32_t> ids = {first};
-      ids.insert(ids.end(), doc + begin, doc + end);
-      ids.push_back(last);
+    for (const LateWindow& w : plan) {
+      std::vector<int32_t> ids = {doc[0]};
+      ids.insert(ids.end(), doc + w.begin, doc + w.end);
+      ids.push_back(doc[n - 1]);
       windows.Add(ids);
     }
+    const bool any_chunks = batch.chunk_offsets[row + 1] > first_chunk;
     const positions::PositionScheme scheme{positions::Mode::kChunk, false};
     torch::Tensor sum = torch::zeros({info_.embedding_dim}, torch::TensorOptions().device(device_));
-    torch::Tensor cls, last_token;  // the first window's first token, the last window's last
+    torch::Tensor cls, last_token;  // the first tiling window's first token, the last one's last
     double count = 0;
     for (int64_t begin = 0; begin < windows.size(); begin += kChunkWindowsPerForward) {
       AtCheckpoint();
@@ -405,18 +408,19 @@ class TorchBackend final : public Backend {
       auto [ids, valid] = Pad(windows, rows);
       torch::Tensor hidden = Forward(ids, valid, scheme, cores);
       for (size_t b = 0; b < rows.size(); ++b) {
-        const int64_t w = rows[b], lo = 1 + w * window;  // its first content token
-        const int64_t skip = w == 0 ? 0 : 1, keep = w + 1 == windows.size() ? 0 : 1;
-        AddChunkSums(batch, row, hidden[b].slice(0, skip, windows.length(w) - keep),
-                     lo - 1 + skip, chunk_sums);
+        const LateWindow& w = plan[static_cast<size_t>(rows[b])];
+        // Window position p holds document token w.begin - 1 + p.
+        for (const LateSegment& s : w.segments) {
+          chunk_sums[first_chunk + s.chunk] += hidden[b].slice(0, s.begin - w.begin + 1, s.end - w.begin + 1).sum(0);
+        }
+        if (!w.tiling) continue;
+        const int64_t length = windows.length(rows[b]);
+        if (w.begin == 1) cls = hidden[b][0];
+        if (w.end == n - 1) last_token = hidden[b][length - 1];
+        sum += hidden[b].slice(0, 0, length).sum(0);
+        count += static_cast<double>(length);
       }
-      if (begin + static_cast<int64_t>(rows.size()) == windows.size()) {
-        last_token = PoolRow(hidden, valid, static_cast<int64_t>(rows.size()) - 1, Pooling::kLastToken);
-      }
-      if (!cls.defined()) cls = encoder::ClsPool(hidden)[0];
-      if (pooling == Pooling::kCls && batch.chunk_offsets[row] == batch.chunk_offsets[row + 1]) break;
-      sum += encoder::SumPool(hidden, valid).sum(0);
-      count += valid.sum().item<double>();
+      if (pooling == Pooling::kCls && !any_chunks) break;
     }
     if (pooling == Pooling::kLastToken) return last_token;
     return pooling == Pooling::kCls ? cls : sum / count;

@@ -5,8 +5,9 @@ model:
   (transformers' BertModel on the same ids) over the same tokens, cosine >= 0.99999, for
   documents up to 512 tokens with exact attention, by max_tokens and by caller spans; the
   document embedding is unchanged by chunking;
-- the windowed position mode "chunk" ("long late chunking") takes each token's state from its
-  window: equal to the reference run window by window;
+- the windowed position mode "chunk" ("long late chunking") takes each chunk from the window,
+  of windows advancing by half their length, where it has the most context: equal to the
+  reference run on that window; the document embedding stays that of the non-overlapping windows;
 - chunk spans follow the rule for combinations of length, size and overlap, with Tokenize's
   byte offsets;
 - bad values are refused with INVALID_ARGUMENT naming the field;
@@ -178,28 +179,53 @@ def test_spans_follow_the_rule(api, texts):
     assert [(c.token_start, c.token_end) for c in r.embeddings[0].chunks] == rule(len(ids), 50, 10)
 
 
-def test_long_late_chunking_takes_each_token_from_its_window(api, bert):
+def late_windows(n, window, chunks):
+    """docs/API.md "Long late chunking", written out independently of model/late_windows.cc:
+    windows of `window` tokens between the frame starting at 1, 1 + window/2, 1 + window, ...
+    (covering [0, ...) / [..., n) at the document's edges); each chunk from the window holding
+    it where min(context before, context after) is largest, then the larger sum, then the
+    earlier window. Returns, per chunk, the interior range (begin, end) of its window."""
+    starts = sorted(set(range(1, n - 1, window)) | set(range(1 + window // 2, n - 1, window)))
+    wins = [(b, min(b + window, n - 1)) for b in starts]
+    picked = []
+    for s, e in chunks:
+        best = None
+        for b, end in wins:
+            lo, hi = (0 if b == 1 else b), (n if end == n - 1 else end)
+            if lo <= s and e <= hi:
+                key = (min(s - lo, hi - e), (s - lo) + (hi - e))
+                if best is None or key > best[0]:
+                    best = (key, (b, end))
+        assert best is not None, (s, e)  # chunks of at most window/2 + 1 tokens always fit
+        picked.append(best[1])
+    return picked
+
+
+def test_long_late_chunking_takes_each_chunk_from_its_most_central_window(api, bert):
     pb2, stub = api
     ids = corpus.concatenated_ids(1300, seed=5)
     window = 510  # the position table (512) minus the frame
-    states = np.zeros((len(ids), 384))
-    for begin in range(1, len(ids) - 1, window):
-        end = min(begin + window, len(ids) - 1)
-        h = hidden_states(bert, [ids[0]] + ids[begin:end] + [ids[-1]])
-        states[begin:end] = h[1:-1]
-        if begin == 1:
-            states[0] = h[0]
-        if end == len(ids) - 1:
-            states[-1] = h[-1]
     r = stub.Embed(pb2.EmbedRequest(
         documents=[pb2.Document(tokens=pb2.TokenIds(ids=ids))], attention="full",
         position_mode="chunk", chunking=pb2.Chunking(max_tokens=200, overlap_tokens=50)),
         timeout=300)
     chunks = r.embeddings[0].chunks
     assert [(c.token_start, c.token_end) for c in chunks] == rule(len(ids), 200, 50)
-    for c in chunks:  # several chunks straddle a window boundary (511, 1021)
-        want = states[c.token_start:c.token_end].mean(axis=0)
-        assert cosine(c.values, want) >= COSINE, (c.token_start, c.token_end)
+    picked = late_windows(len(ids), window, [(c.token_start, c.token_end) for c in chunks])
+    # Chunks that straddle a tiling boundary (511, 1021) come from a shifted window.
+    assert {(256, 766), (766, 1276)} <= set(picked)
+    states = {}
+    for c, (b, e) in zip(chunks, picked):
+        if (b, e) not in states:
+            states[b, e] = hidden_states(bert, [ids[0]] + ids[b:e] + [ids[-1]])
+        h = states[b, e]  # window position p is document token b - 1 + p
+        want = h[c.token_start - b + 1:c.token_end - b + 1].mean(axis=0)
+        assert cosine(c.values, want) >= COSINE, (c.token_start, c.token_end, b, e)
+    # The document embedding still comes from the non-overlapping windows alone.
+    tiles = [hidden_states(bert, [ids[0]] + ids[b:min(b + window, len(ids) - 1)] + [ids[-1]])
+             for b in range(1, len(ids) - 1, window)]
+    doc = np.concatenate(tiles).mean(axis=0)
+    assert cosine(r.embeddings[0].values, doc) >= COSINE
 
 
 def error_of(call):
