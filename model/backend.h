@@ -100,7 +100,7 @@ struct ModelInfo {
   int64_t max_tokens_per_document = 0;  // what the backend accepts, special tokens included
   int64_t vocab_size = 0;
   std::string device;                 // "cpu", "cuda:0"
-  std::string dtype;                  // "float32"
+  std::string dtype;                  // the weights' and activations' dtype: --dtype's value
   std::vector<std::string> attention_variants;
   std::vector<std::string> attention_presets;  // operator presets (--attention_preset), by name
   int64_t max_exact_tokens = 0;       // the document limit of attention "full" (one pass)
@@ -149,6 +149,7 @@ struct BackendOptions {
   std::string model_dir;             // config.json, model.safetensors (or shards), tokenizer
   std::string device = "cpu";        // "cpu", "cuda", "cuda:N"
   int threads = 0;                   // intra-op threads; 0 = all cores
+  std::string dtype = "float32";     // float32, bfloat16, float16 (CUDA only)
   std::string attention = "full";    // default attention variant
   std::string attention_options;     // default options of that variant
   std::string position_mode = "";    // default long-document mode; "" = the backend's choice
