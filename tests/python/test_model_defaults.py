@@ -10,6 +10,9 @@ weights and tokenizer under other metadata:
   request is served.
 - "default_prompt": no modules.json (so mean pooling, normalised, as before) and a default
   prompt, applied to text documents only.
+- "bpe": a small random BERT with a byte-level BPE tokenizer whose token after the prompt
+  starts inside it (" The" takes the prompt's trailing space): that token is the document's,
+  its chunk offsets start at 0.
 
 The default model's own directory (mean + Normalize) is covered unchanged by the error table
 (tests/integration/error_table_test.cc) and tests/python/test_late_chunking.py; here only its
@@ -271,3 +274,57 @@ def test_chunks_with_a_prompt_refer_to_the_callers_text(cls_server, stubs):
             spans=[pb2.Offset(start=0, end=len(TEXT.encode()) + 1)]))
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "out of range" in e.value.details()
+
+
+@pytest.fixture(scope="module")
+def bpe_server(stubs, tmp_path_factory):
+    """A small random BERT with a byte-level BPE tokenizer whose offsets keep the space before a
+    word (ModernBERT's template, no offset trimming): the token after the prompt "query: "
+    starts inside the prompt. (server stub, HF tokenizers.Tokenizer)"""
+    import tokenizers
+    import torch
+    import transformers
+    path = tmp_path_factory.mktemp("st") / "bpe"
+    path.mkdir()
+    bpe = tokenizers.ByteLevelBPETokenizer()
+    bpe.train_from_iterator([p + TEXT for p in PROMPTS.values()] * 4, vocab_size=400, min_frequency=1,
+                            special_tokens=["[CLS]", "[SEP]", "[PAD]", "[UNK]"])
+    tok = tokenizers.Tokenizer.from_str(bpe.to_str())
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.post_processor = tokenizers.processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[(t, tok.token_to_id(t)) for t in ("[CLS]", "[SEP]")])
+    tok.save(str(path / "tokenizer.json"))
+    config = transformers.BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32,
+                                     num_hidden_layers=2, num_attention_heads=4,
+                                     intermediate_size=48, max_position_embeddings=512)
+    torch.manual_seed(0)
+    transformers.BertModel(config).save_pretrained(path)
+    _write_json(path / "config_sentence_transformers.json", {"prompts": PROMPTS})
+    server, stub = _serve(path, stubs)
+    yield stub, tok
+    assert server.stop() == 0
+
+
+def test_chunks_when_a_token_crosses_the_prompts_end(bpe_server, stubs):
+    pb2, _ = stubs
+    stub, tok = bpe_server
+    prompt = PROMPTS["query"]
+    shift = len(prompt.encode())
+    enc = tok.encode(prompt + TEXT)
+    assert list(enc.ids) == _ids(stub, pb2, prompt + TEXT)[0]
+    # [CLS] "query" ":" then " The", which starts at the prompt's space.
+    assert enc.offsets[3] == (shift - 1, shift + 3)
+    named = _embed(stub, pb2, [TEXT], prompt_name="query",
+                   chunking=pb2.Chunking(max_tokens=4, overlap_tokens=1))
+    assert _close(named.embeddings[0].values, _vector(stub, pb2, prompt + TEXT))
+    chunks = named.embeddings[0].chunks
+    assert chunks[0].token_start == 3 and chunks[-1].token_end == len(enc.ids) - 1
+    for c in chunks:
+        start = max(0, enc.offsets[c.token_start][0] - shift)
+        assert (c.char_start, c.char_end) == (start, enc.offsets[c.token_end - 1][1] - shift)
+    assert chunks[0].char_start == 0 and chunks[-1].char_end == len(TEXT.encode())
+    # A span over the caller's first word is the token that crosses the boundary.
+    spans = _embed(stub, pb2, [TEXT], prompt_name="query",
+                   chunking=pb2.Chunking(spans=[pb2.Offset(start=0, end=3)]))
+    c = spans.embeddings[0].chunks[0]
+    assert (c.token_start, c.token_end, c.char_start, c.char_end) == (3, 4, 0, 3)
