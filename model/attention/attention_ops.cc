@@ -2,11 +2,17 @@
 
 #include <algorithm>
 #include <limits>
+#include <map>
+#include <utility>
 #include <vector>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/DeviceAccelerator.h>
+
+#include "absl/synchronization/mutex.h"
 
 #include "model/checkpoint.h"
+#include "model/device.h"
 
 namespace longenc::attention::internal {
 
@@ -83,22 +89,19 @@ torch::Tensor DispatchByLength(const torch::Tensor& q_in, const torch::Tensor& k
   torch::Tensor out = torch::zeros_like(q);
   if (batch == 0 || n == 0) return out.to(q_in.scalar_type());
 
-  // [B, 2] on the host: valid tokens per row and one past the last valid position.
-  const torch::Tensor positions = torch::arange(1, n + 1, key_valid.options().dtype(torch::kLong));
-  const torch::Tensor stats =
-      torch::stack({key_valid.sum(1), (key_valid.to(torch::kLong) * positions).amax(1)}, 1)
-          .cpu();
-  const auto acc = stats.accessor<int64_t, 2>();
+  // Valid tokens and one past the last valid position per row, on the host: noted by the
+  // backend or read once per forward (model/device.h), never per layer.
+  const model::RowLengths lengths = model::RowLengthsOf(key_valid);
   std::vector<int64_t> long_rows, short_rows;
   int64_t long_end = 0, short_end = 0;
   for (int64_t b = 0; b < batch; ++b) {
-    if (acc[b][0] == 0) continue;  // nothing to attend to: zero output
-    if (acc[b][0] >= min_len) {
+    if (lengths.valid[b] == 0) continue;  // nothing to attend to: zero output
+    if (lengths.valid[b] >= min_len) {
       long_rows.push_back(b);
-      long_end = std::max(long_end, acc[b][1]);
+      long_end = std::max(long_end, lengths.end[b]);
     } else {
       short_rows.push_back(b);
-      short_end = std::max(short_end, acc[b][1]);
+      short_end = std::max(short_end, lengths.end[b]);
     }
   }
   auto run = [&](const std::vector<int64_t>& rows, int64_t end, const Core& core) {
@@ -111,7 +114,8 @@ torch::Tensor DispatchByLength(const torch::Tensor& q_in, const torch::Tensor& k
       out.index_put_({Slice(), Slice(), keep}, sub);
       return;
     }
-    const torch::Tensor idx = torch::tensor(rows, torch::kLong).to(q.device());
+    // host-sync-ok: built on the host, copied without waiting (pinned memory on a device).
+    const torch::Tensor idx = model::ToDeviceAsync(torch::tensor(rows, torch::kLong), q.device());
     torch::Tensor sub = core(q.index_select(0, idx).index({Slice(), Slice(), keep}),
                              k.index_select(0, idx).index({Slice(), Slice(), keep}),
                              v.index_select(0, idx).index({Slice(), Slice(), keep}),
@@ -139,6 +143,37 @@ torch::Tensor RunInHeadGroups(
     outs.push_back(per_group(Slice(h0, std::min(heads, h0 + group))));
   }
   return torch::cat(outs, 1);
+}
+
+namespace {
+thread_local bool accelerator_paths = false;
+}  // namespace
+
+bool HostReadsAreFree(const torch::Tensor& t) { return t.is_cpu() && !accelerator_paths; }
+
+ScopedAcceleratorPaths::ScopedAcceleratorPaths() : previous_(accelerator_paths) {
+  accelerator_paths = true;
+}
+
+ScopedAcceleratorPaths::~ScopedAcceleratorPaths() { accelerator_paths = previous_; }
+
+int64_t TokensPerHeadGroup(const torch::Device& device, int64_t bytes_per_token_head) {
+  if (device.is_cpu()) return kTokensPerHeadGroup;
+  // A quarter of the free memory when first asked, per device.
+  static absl::Mutex mu;
+  static auto* const budgets = new std::map<std::pair<int, int>, int64_t>;
+  const c10::DeviceIndex index =
+      device.has_index() ? device.index() : at::accelerator::getDeviceIndex();
+  int64_t budget = 0;
+  {
+    absl::MutexLock lock(&mu);
+    auto [it, added] = budgets->try_emplace({static_cast<int>(device.type()), index}, 0);
+    if (added) {
+      it->second = static_cast<int64_t>(at::accelerator::getMemoryInfo(index).first) / 4;
+    }
+    budget = it->second;
+  }
+  return std::max<int64_t>(1, budget / std::max<int64_t>(1, bytes_per_token_head));
 }
 
 const torch::Tensor& StateOn(torch::Tensor& state, const torch::Device& device) {

@@ -48,7 +48,8 @@ using Core = std::function<torch::Tensor(const torch::Tensor& q, const torch::Te
 // drops trailing positions that are padding in every row; runs `efficient` on the rows with
 // at least `min_len` valid tokens and exact attention on the others, so each row's result
 // depends only on its own valid tokens, never on its batch-mates. Rows without any valid token
-// are zero. One host synchronisation per call (the row lengths).
+// are zero. The row lengths come from the host (model/device.h RowLengthsOf): on an accelerator
+// at most one device read per forward, none when the backend noted its inputs.
 torch::Tensor DispatchByLength(const torch::Tensor& q, const torch::Tensor& k,
                                const torch::Tensor& v, const torch::Tensor& key_valid,
                                int64_t min_len, const Core& efficient);
@@ -60,9 +61,40 @@ torch::Tensor DispatchByLength(const torch::Tensor& q, const torch::Tensor& k,
 // 1.07 GB peak RSS (commit 7a94225).
 inline constexpr int64_t kTokensPerHeadGroup = int64_t{1} << 14;
 
+// Working memory per (token, head) that the head groups of an accelerator are sized for: an
+// estimate for i-clustered at its request limits (model/request_policy.h: topk and clusters up
+// to 512 hold [N, topk] tile products and [C, N] centroid logits, about 12 KiB per token and
+// head). CAST adds its κ×κ blocks per head (cast_attention.cc).
+inline constexpr int64_t kGroupBytesPerTokenHead = int64_t{16} << 10;
+
+// Batch · tokens per head group on `device`: kTokensPerHeadGroup on CPU (page reuse, above); on
+// an accelerator a quarter of its free memory when first asked (after the model is loaded) over
+// `bytes_per_token_head`: on a GPU with 20 GB free all 12 heads of a 16k-token document in one
+// group instead of one head at a time.
+int64_t TokensPerHeadGroup(const torch::Device& device,
+                           int64_t bytes_per_token_head = kGroupBytesPerTokenHead);
+
 // Scores (batch · heads · query rows · keys) per step of a long exact pass: one head and 4096
 // query rows of a 16k-token document, about 0.1 s on a 2-core CPU between checkpoints.
 inline constexpr int64_t kExactStepScores = int64_t{1} << 26;
+
+// Whether reading `t`'s values on the host inside a layer is free: true on CPU, false on an
+// accelerator, where the variants take paths whose shapes and loop ends need no read-back
+// (sizes bounded by the shapes, rounds that stop late). Under ScopedAcceleratorPaths it is false
+// on CPU too, so the tests run those paths here and compare them with the CPU ones.
+bool HostReadsAreFree(const torch::Tensor& t);
+
+// While alive, HostReadsAreFree is false on this thread (tests).
+class ScopedAcceleratorPaths {
+ public:
+  ScopedAcceleratorPaths();
+  ~ScopedAcceleratorPaths();
+  ScopedAcceleratorPaths(const ScopedAcceleratorPaths&) = delete;
+  ScopedAcceleratorPaths& operator=(const ScopedAcceleratorPaths&) = delete;
+
+ private:
+  bool previous_;
+};
 
 // Heads are independent in every variant: runs `per_group` on consecutive head ranges of at
 // most max(1, tokens_per_group / (batch · n)) heads and concatenates the [B, h, N, D] results

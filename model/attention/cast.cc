@@ -11,6 +11,7 @@
 #include "absl/strings/strip.h"
 #include "common/status_macros.h"
 #include "model/attention/attention_ops.h"
+#include "model/device.h"
 #include "model/encoder/safetensors.h"
 
 namespace longenc::attention::internal {
@@ -46,7 +47,7 @@ CastClusters CastTopK(const torch::Tensor& affinity, int64_t kappa) {
 }
 
 CastClusters CastSingleAssignment(const torch::Tensor& affinity, int64_t kappa,
-                                  int64_t max_rounds) {
+                                  int64_t max_rounds, int64_t stop_lag) {
   const int64_t b = affinity.size(0), h = affinity.size(1), n = affinity.size(2),
                 nc = affinity.size(3);
   const auto long_opts = affinity.options().dtype(torch::kLong);
@@ -55,10 +56,17 @@ CastClusters CastSingleAssignment(const torch::Tensor& affinity, int64_t kappa,
   torch::Tensor holder = torch::full({b, h, n}, -1, long_opts);   // cluster or -1
   torch::Tensor refused = torch::zeros_like(affinity, affinity.options().dtype(torch::kBool));
   torch::Tensor rank = torch::zeros({b, h, n}, long_opts);
+  // A round without proposals changes nothing (the holders keep their ranks, the cut-offs are
+  // the same), so the loop may stop a few rounds late: on an accelerator the host learns that
+  // nobody proposes anymore without waiting for each round (model/device.h RoundStopper).
+  const int64_t lag = stop_lag >= 0           ? stop_lag
+                      : HostReadsAreFree(affinity) ? 0
+                                                   : model::RoundStopper::kDefaultLag;
+  model::RoundStopper stopper(lag, /*emulate_lag=*/affinity.is_cpu() && lag > 0);
   for (int64_t round = 0; round < max_rounds; ++round) {
     const auto [best_value, best] = affinity.masked_fill(refused, -kInf).max(-1);
     const torch::Tensor proposes = holder.lt(0) & valid & torch::isfinite(best_value);
-    if (!proposes.any().item<bool>()) break;  // one host sync per round
+    if (stopper.Stop(proposes.any())) break;
     // Candidates: current holders keep their place in the competition, proposers join.
     const torch::Tensor cand = torch::where(proposes, best, holder);          // -1 = none
     const torch::Tensor in = cand.ge(0);
@@ -227,10 +235,16 @@ torch::Tensor CastAttend(const torch::Tensor& q, const torch::Tensor& k, const t
                    ? CastSingleAssignment(affinity, settings.kappa, /*max_rounds=*/4 * nc + 64)
                    : CastTopK(affinity, settings.kappa);
     // Both assignments fill each cluster's slots from 0. Slots that no cluster uses only add
-    // masked columns, so they are dropped (one host sync): a short document no longer pays
-    // for N_c·kappa² slots when its clusters are small (one layer of a 512-token document
-    // 0.46 -> 0.12 s in bench/attention_bench.cc; the whole encoder 2.56 -> 1.31 s).
-    const int64_t used = std::max<int64_t>(1, clusters.slot_ok.sum(-1).max().item<int64_t>());
+    // masked columns, so on CPU they are dropped: a short document no longer pays for
+    // N_c·kappa² slots when its clusters are small (one layer of a 512-token document
+    // 0.46 -> 0.12 s in bench/attention_bench.cc; the whole encoder 2.56 -> 1.31 s). An
+    // accelerator does not read the fill back: the slots are cut to min(kappa, N) only, which
+    // the shapes give (its head groups are sized for that, cast_attention.cc).
+    int64_t used = std::min(clusters.members.size(3), std::max<int64_t>(1, q.size(2)));
+    if (HostReadsAreFree(clusters.members)) {
+      // host-sync-ok: CPU only.
+      used = std::max<int64_t>(1, clusters.slot_ok.sum(-1).max().item<int64_t>());
+    }
     if (used < clusters.members.size(3)) {
       clusters.members = clusters.members.narrow(3, 0, used);
       clusters.slot_ok = clusters.slot_ok.narrow(3, 0, used);
@@ -283,8 +297,9 @@ absl::StatusOr<torch::Tensor> LoadSurrogates(const std::string& path, int64_t la
                                                    num_layers));
   }
   torch::Tensor out = torch::empty({view->shape[0], view->shape[1], view->shape[2]}, torch::kFloat);
+  // host-sync-ok: loading a file (model load), on the host.
   std::memcpy(out.data_ptr<float>(), view->data, static_cast<size_t>(view->nbytes));
-  if (!torch::isfinite(out).all().item<bool>()) {
+  if (!torch::isfinite(out).all().item<bool>()) {  // host-sync-ok: CPU, at load
     return absl::InvalidArgumentError(
         absl::StrCat("cast surrogates: ", path, ": ", name, " holds NaN or infinite values"));
   }
@@ -309,13 +324,14 @@ absl::Status SaveSurrogates(const std::string& path, const std::vector<torch::Te
                             const std::map<std::string, std::string>& metadata) {
   std::vector<encoder::TensorToWrite> tensors;
   for (size_t layer = 0; layer < layers.size(); ++layer) {
+    // host-sync-ok: writing a file (calibration), not a forward.
     const torch::Tensor s = layers[layer].detach().to(torch::kCPU, torch::kFloat).contiguous();
     if (s.dim() != 3) {
       return absl::InvalidArgumentError(absl::StrCat("cast surrogates for layer ", layer,
                                                      " must be [heads, clusters, head_dim]"));
     }
     std::string bytes(static_cast<size_t>(s.numel()) * sizeof(float), '\0');
-    std::memcpy(bytes.data(), s.data_ptr<float>(), bytes.size());
+    std::memcpy(bytes.data(), s.data_ptr<float>(), bytes.size());  // host-sync-ok: CPU copy
     tensors.push_back({SurrogateTensorName(static_cast<int64_t>(layer)), encoder::DType::kF32,
                        {s.size(0), s.size(1), s.size(2)}, std::move(bytes)});
   }

@@ -39,10 +39,13 @@ CastClusters CastTopK(const torch::Tensor& affinity, int64_t kappa);
 // tokens. Defined as the greedy assignment over (token, cluster) pairs in descending affinity;
 // computed by capacitated deferred acceptance (tokens propose to their best cluster not yet
 // refused, clusters keep their kappa best proposers), which reaches the same matching when
-// affinities have no ties, in rounds of sorts that run on any device. Stops after
-// `max_rounds`; tokens still unmatched then stay unclustered.
+// affinities have no ties, in rounds of sorts that run on any device. Stops when no token
+// proposes or after `max_rounds`; tokens still unmatched then stay unclustered. Rounds after the
+// last proposal change nothing, so stopping late gives the same result: `stop_lag` < 0 lets the
+// device decide (at once on CPU, up to RoundStopper::kDefaultLag rounds late on an accelerator,
+// which never waits for each round); > 0 stops exactly that many rounds late (tests).
 CastClusters CastSingleAssignment(const torch::Tensor& affinity, int64_t kappa,
-                                  int64_t max_rounds);
+                                  int64_t max_rounds, int64_t stop_lag = -1);
 
 enum class CastMix {
   kJoint,     // one softmax over [intra logits ; other clusters' summary logits] (CAST-JS)

@@ -34,6 +34,7 @@
 // mixing, own summary excluded, multi-membership averaged, s scales the surrogate affinities.
 // Limitations: no causal or arbitrary masks; a training-free drop-in needs calibrated
 // surrogates (docs/ATTENTION.md §4.4).
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <string>
@@ -61,13 +62,23 @@ class CastAttention final : public Attention {
         [this](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                const torch::Tensor& valid) {
           const torch::Tensor& surrogates = internal::StateOn(surrogates_, q.device());
-          // Heads are independent: run them in groups to bound the per-call memory.
+          // Heads are independent: run them in groups to bound the per-call memory. On an
+          // accelerator a document's κ×κ blocks are not trimmed to its clusters' fill (that
+          // would read the fill on the host), so the groups are sized for them too: about four
+          // [N_c, κ, κ + N_c] fp32 tensors per head, spread over the group's tokens.
+          const int64_t n = q.size(2), nc = surrogates.size(1);
+          const int64_t kappa = std::min(settings_.kappa, n);
+          const int64_t block_bytes = 4 * nc * kappa * (kappa + nc) * 4;
           return internal::RunInHeadGroups(
-              q.size(0), q.size(1), q.size(2), [&](const Slice& hs) {
+              q.size(0), q.size(1), n,
+              [&](const Slice& hs) {
                 return internal::CastAttend(q.index({Slice(), hs}), k.index({Slice(), hs}),
                                             v.index({Slice(), hs}), valid,
                                             surrogates.index({hs}), settings_);
-              });
+              },
+              internal::TokensPerHeadGroup(
+                  q.device(), internal::kGroupBytesPerTokenHead +
+                                  block_bytes / std::max<int64_t>(1, q.size(0) * n)));
         });
   }
   std::string_view name() const override { return "cast"; }

@@ -218,8 +218,11 @@ torch::Tensor HammingClusters(const torch::Tensor& bits, const torch::Tensor& ke
     const auto [mean_votes, counts] = ClusterMeans(signed_bits, assign, clusters);
     const torch::Tensor majority = mean_votes.gt(0).to(bits.scalar_type());  // tie -> 0
     const torch::Tensor empty = counts.eq(0);                                  // [B,H,C]
-    // One host sync per round (free on CPU): re-seeding is rare and costs a top-k over N.
-    if (!empty.any().item<bool>()) {
+    // Re-seeding is rare and costs a top-k over N: CPU skips it when no cluster is empty. An
+    // accelerator always computes it (where() keeps `majority` then), so no round waits on the
+    // host.
+    // host-sync-ok: CPU only.
+    if (HostReadsAreFree(bits) && !empty.any().item<bool>()) {
       mu = majority;
       continue;
     }
@@ -313,11 +316,15 @@ torch::Tensor ImprovedClusteredCore(const torch::Tensor& q, const torch::Tensor&
   // sorted by (head, cluster) and cut into tiles of kTileRows queries of one cluster, so every
   // tile multiplies its queries with one [kk, D] block in a batched GEMM. Memory and time are
   // O(N·kk) per head; no per-query copy of keys or values is made.
-  const torch::Tensor cluster_of = FlatClusterIds(assign, clusters);                                                   // [BH·N], padded: C
+  const torch::Tensor cluster_of = FlatClusterIds(assign, clusters);  // [BH·N], padded: C
   const torch::Tensor order = std::get<1>(
       torch::sort(cluster_of, /*stable=*/true, /*dim=*/0, /*descending=*/false));
+  // Members per (batch·head, cluster id), the padding id C included: a scatter (bincount
+  // reads its input's range on the host).
   const torch::Tensor counts_all =
-      torch::bincount(cluster_of, /*weights=*/{}, bh * (clusters + 1)).view({bh, clusters + 1});
+      torch::zeros({bh * (clusters + 1)}, long_opts)
+          .scatter_add_(0, cluster_of, torch::ones_like(cluster_of))
+          .view({bh, clusters + 1});
   const torch::Tensor starts_all =
       (counts_all.reshape(-1).cumsum(0) - counts_all.reshape(-1)).view({bh, clusters + 1});
   const torch::Tensor counts =
@@ -325,15 +332,25 @@ torch::Tensor ImprovedClusteredCore(const torch::Tensor& q, const torch::Tensor&
   const torch::Tensor starts = starts_all.index({Slice(), Slice(0, clusters)}).reshape(-1);
   const torch::Tensor tiles_per_cluster =
       torch::div(counts + (kTileRows - 1), kTileRows, "floor");           // [BH·C]
-  const torch::Tensor tile_cluster = torch::repeat_interleave(tiles_per_cluster);  // [T]
-  const int64_t num_tiles = tile_cluster.size(0);
-  torch::Tensor out = torch::zeros({bh * n, dim}, q.options());
-  torch::Tensor top_p, top_cols;  // per query [BH·N, kk], weights only
+  const torch::Tensor tile_end = tiles_per_cluster.cumsum(0);            // inclusive
+  // How many tiles: exactly on CPU; on an accelerator a bound from the shapes, so nothing waits
+  // for the device: per (batch, head) Σ_c ⌈n_c/R⌉ ≤ ⌈N/R⌉ + min(C, N). Spare tiles get the
+  // last cluster and no valid slot (their rank is past its tiles).
+  const int64_t num_tiles =
+      HostReadsAreFree(q) ? tile_end[-1].item<int64_t>()  // host-sync-ok: CPU only.
+                          : bh * ((n + kTileRows - 1) / kTileRows + std::min(clusters, n));
+  torch::Tensor out = torch::zeros({bh * n + 1, dim}, q.options());  // last row: a sink
+  torch::Tensor top_p, top_cols;  // per query [BH·N + 1, kk], weights only
   if (weights != nullptr) {
-    top_p = torch::zeros({bh * n, kk}, q.options());
-    top_cols = torch::zeros({bh * n, kk}, long_opts);
+    top_p = torch::zeros({bh * n + 1, kk}, q.options());
+    top_cols = torch::zeros({bh * n + 1, kk}, long_opts);
   }
   if (num_tiles > 0) {
+    // Tile t belongs to the first cluster whose tile_end exceeds t.
+    const torch::Tensor tile_cluster =
+        torch::searchsorted(tile_end, torch::arange(num_tiles, long_opts), /*out_int32=*/false,
+                            /*right=*/true)
+            .clamp_max(bh * clusters - 1);                                // [T]
     const torch::Tensor first_tile =
         tiles_per_cluster.cumsum(0) - tiles_per_cluster;                  // [BH·C]
     const torch::Tensor rank =
@@ -354,24 +371,26 @@ torch::Tensor ImprovedClusteredCore(const torch::Tensor& q, const torch::Tensor&
     const torch::Tensor top_out = torch::bmm(p, v_top.index_select(0, tile_cluster)) +
                                   bottom_out.reshape({bh * clusters, 1, dim})
                                       .index_select(0, tile_cluster);     // [T, R, D]
-    // Back to query order; padding slots of the last tile of each cluster are dropped.
-    const torch::Tensor keep = slot_ok.reshape(-1).nonzero().squeeze(-1);
-    const torch::Tensor rows = query_row.index_select(0, keep);
-    out.index_copy_(0, rows, top_out.reshape({-1, dim}).index_select(0, keep));
+    // Back to query order. Every query sits in exactly one valid slot; the padding slots of
+    // each cluster's last tile (and spare tiles) write into the sink row, which is cut off.
+    const torch::Tensor rows =
+        torch::where(slot_ok.reshape(-1), query_row, torch::full_like(query_row, bh * n));
+    out.index_copy_(0, rows, top_out.reshape({-1, dim}));
     if (weights != nullptr) {
-      top_p.index_copy_(0, rows, p.reshape({-1, kk}).index_select(0, keep));
+      top_p.index_copy_(0, rows, p.reshape({-1, kk}));
       const torch::Tensor cols = top_idx.reshape({bh * clusters, kk})
                                      .index_select(0, tile_cluster)
                                      .unsqueeze(1)
                                      .expand({-1, kTileRows, -1})
                                      .reshape({-1, kk});
-      top_cols.index_copy_(0, rows, cols.index_select(0, keep));
+      top_cols.index_copy_(0, rows, cols);
     }
   }
+  out = out.narrow(0, 0, bh * n);
   if (weights != nullptr) {
     *weights = RowsFor(bottom_attn, assign, clusters)
                    .reshape({bh * n, n})
-                   .scatter(1, top_cols, top_p)
+                   .scatter(1, top_cols.narrow(0, 0, bh * n), top_p.narrow(0, 0, bh * n))
                    .view({batch, heads, n, n});
     *weights = ZeroPaddedQueries(*weights, key_valid);
   }
@@ -392,7 +411,7 @@ torch::Tensor ClusteredFamilyAttention::Forward(const torch::Tensor& q, const to
       [this](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
              const torch::Tensor& valid) {
         const torch::Tensor& planes = StateOn(planes_, q.device());
-        return RunInHeadGroups(q.size(0), q.size(1), q.size(2), [&](const Slice& hs) {
+        const auto per_group = [&](const Slice& hs) {
           const torch::Tensor qh = q.index({Slice(), hs}), kh = k.index({Slice(), hs}),
                               vh = v.index({Slice(), hs});
           const torch::Tensor assign = RefineClusters(
@@ -403,7 +422,9 @@ torch::Tensor ClusteredFamilyAttention::Forward(const torch::Tensor& q, const to
           return improved_ ? ImprovedClusteredCore(qh, kh, vh, valid, assign, options_.clusters,
                                                    options_.topk)
                            : ClusteredCore(qh, kh, vh, valid, assign, options_.clusters);
-        });
+        };
+        return RunInHeadGroups(q.size(0), q.size(1), q.size(2), per_group,
+                               TokensPerHeadGroup(q.device()));
       });
 }
 

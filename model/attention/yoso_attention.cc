@@ -66,7 +66,8 @@ class YosoAttention final : public Attention {
                     internal::YosoCodes(qh, projections, options_.tau),
                     internal::YosoCodes(kh, projections, options_.tau), vh, valid,
                     options_.tau));
-              });
+              },
+              internal::TokensPerHeadGroup(q.device()));
         });
   }
   std::string_view name() const override { return "yoso"; }
