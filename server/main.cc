@@ -17,6 +17,7 @@
 #include "server/batching/batcher.h"
 #include "server/flags.h"
 #include "server/grpc_server.h"
+#include "server/metrics/cuda_memory_source.h"
 #include "server/metrics/metrics.h"
 #include "server/metrics/observers.h"
 #include "server/security.h"
@@ -102,8 +103,11 @@ int Run(int argc, char** argv) {
   metrics.SetModelInfo({info.model_name, info.default_attention, info.default_position_mode,
                         info.device, info.dtype, LONGENC_VERSION});
   if (info.device == "cpu") metrics.ReportProcessMemoryAsDevice(info.device);
+  // On CUDA the allocator's counters after every batch (longenc_device_memory_*).
+  const std::unique_ptr<metrics::DeviceMemorySource> device_memory =
+      metrics::DeviceMemorySourceFor(info.device);
   metrics::MetricsBatchObserver batch_observer(metrics, info.default_attention,
-                                               info.default_position_mode);
+                                               info.default_position_mode, device_memory.get());
   batching::Batcher batcher(backend->get(), ToBatcherOptions(*options),
                             batching::Clock::Real(), &batch_observer);
   batcher.Start();

@@ -1,5 +1,7 @@
 #include "server/metrics/observers.h"
 
+#include <algorithm>
+
 namespace longenc::metrics {
 
 RejectReason ToRejectReason(server::Rejection rejection) {
@@ -60,6 +62,14 @@ void MetricsBatchObserver::OnDrop(absl::StatusCode code, int64_t documents,
 
 void MetricsBatchObserver::OnBatch(const batching::BatchStats& stats, int64_t queue_documents) {
   metrics_.SetQueueDepth(queue_documents);
+  // The allocator after every batch, failed ones included (an out-of-memory batch is the one
+  // worth seeing).
+  if (device_memory_ != nullptr) {
+    DeviceMemory memory = device_memory_->Read();
+    device_peak_bytes_ = std::max(device_peak_bytes_, memory.peak_bytes);
+    memory.peak_bytes = device_peak_bytes_;
+    metrics_.SetDeviceMemory(device_memory_->device(), memory);
+  }
   // A failed backend call embedded nothing; its requests show up in
   // longenc_request_duration_seconds with their error code instead.
   if (stats.code != absl::StatusCode::kOk) return;

@@ -42,15 +42,33 @@ class MetricsServiceObserver : public server::ServiceObserver {
   Metrics& metrics_;
 };
 
+// Where MetricsBatchObserver reads a device's memory after every batch: the CUDA caching
+// allocator's counters in the server (cuda_memory_source.h), a fake in tests. Read on the
+// inference thread only.
+class DeviceMemorySource {
+ public:
+  virtual ~DeviceMemorySource() = default;
+  // The `device` label of the series ("cuda:0").
+  virtual std::string device() const = 0;
+  // The figures now. peak_bytes may cover only the batch that just ran (the backend starts a new
+  // peak per batch); the observer reports the maximum since start.
+  virtual DeviceMemory Read() = 0;
+};
+
 class MetricsBatchObserver : public batching::BatchObserver {
  public:
   // `default_attention` / `default_position_mode` replace empty settings ("backend default")
   // so that labels always name the variant that ran (ModelInfo::default_attention, ...).
+  // With `device_memory` (not owned, outlives the observer), every batch also sets
+  // longenc_device_memory_*{device=...}; without it (CPU) those series carry process memory
+  // (Metrics::ReportProcessMemoryAsDevice) or are absent.
   MetricsBatchObserver(Metrics& metrics, std::string default_attention,
-                       std::string default_position_mode)
+                       std::string default_position_mode,
+                       DeviceMemorySource* device_memory = nullptr)
       : metrics_(metrics),
         default_attention_(std::move(default_attention)),
-        default_position_mode_(std::move(default_position_mode)) {}
+        default_position_mode_(std::move(default_position_mode)),
+        device_memory_(device_memory) {}
   void OnEnqueue(int64_t documents, int64_t tokens, int64_t queue_documents) override;
   void OnReject(absl::StatusCode code, int64_t documents) override {}
   void OnDrop(absl::StatusCode code, int64_t documents, int64_t queue_documents) override;
@@ -60,6 +78,8 @@ class MetricsBatchObserver : public batching::BatchObserver {
   Metrics& metrics_;
   const std::string default_attention_;
   const std::string default_position_mode_;
+  DeviceMemorySource* const device_memory_;
+  int64_t device_peak_bytes_ = 0;  // OnBatch runs on the inference thread only
 };
 
 }  // namespace longenc::metrics

@@ -108,5 +108,56 @@ TEST(MetricsBatchObserver, FailedBatchesAndRefusalsCountNoDocumentsAndNoRejectio
   EXPECT_EQ(e.Value("longenc_batch_documents_count"), 0.0);
 }
 
+// A device whose allocator figures the test sets, counting how often it is read.
+class FakeDeviceMemory : public DeviceMemorySource {
+ public:
+  std::string device() const override { return "cuda:1"; }
+  DeviceMemory Read() override {
+    ++reads;
+    return next;
+  }
+  DeviceMemory next;
+  int reads = 0;
+};
+
+TEST(MetricsBatchObserver, PublishesTheDeviceMemoryAfterEveryBatch) {
+  Metrics metrics;
+  FakeDeviceMemory device;
+  MetricsBatchObserver observer(metrics, "full", "chunk", &device);
+  const std::map<std::string, std::string> cuda1 = {{"device", "cuda:1"}};
+  batching::BatchStats ok;
+  ok.documents = 1;
+  ok.tokens = 100;
+  device.next = {/*allocated_bytes=*/300, /*reserved_bytes=*/1000, /*peak_bytes=*/700};
+  observer.OnBatch(ok, 0);
+  EXPECT_EQ(device.reads, 1);
+  EXPECT_EQ(Value(metrics, "longenc_device_memory_allocated_bytes", cuda1), 300);
+  EXPECT_EQ(Value(metrics, "longenc_device_memory_reserved_bytes", cuda1), 1000);
+  EXPECT_EQ(Value(metrics, "longenc_device_memory_peak_bytes", cuda1), 700);
+  // The backend starts a new peak per batch: the gauge keeps the maximum since start.
+  device.next = {200, 1200, 400};
+  observer.OnBatch(ok, 0);
+  EXPECT_EQ(Value(metrics, "longenc_device_memory_allocated_bytes", cuda1), 200);
+  EXPECT_EQ(Value(metrics, "longenc_device_memory_reserved_bytes", cuda1), 1200);
+  EXPECT_EQ(Value(metrics, "longenc_device_memory_peak_bytes", cuda1), 700);
+  // A failed batch (out of memory, say) is read too.
+  batching::BatchStats failed = ok;
+  failed.code = absl::StatusCode::kInternal;
+  device.next = {250, 4000, 3900};
+  observer.OnBatch(failed, 0);
+  EXPECT_EQ(device.reads, 3);
+  EXPECT_EQ(Value(metrics, "longenc_device_memory_reserved_bytes", cuda1), 4000);
+  EXPECT_EQ(Value(metrics, "longenc_device_memory_peak_bytes", cuda1), 3900);
+}
+
+TEST(MetricsBatchObserver, WithoutADeviceSourceNoDeviceSeriesAppear) {  // CPU without process memory
+  Metrics metrics;
+  MetricsBatchObserver observer(metrics, "full", "chunk");
+  batching::BatchStats ok;
+  ok.documents = 1;
+  observer.OnBatch(ok, 0);
+  EXPECT_TRUE(ParseExposition(RenderText(metrics)).All("longenc_device_memory_reserved_bytes").empty());
+}
+
 }  // namespace
 }  // namespace longenc::metrics
