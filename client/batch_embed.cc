@@ -133,6 +133,14 @@ class Runner {
                                                      const std::vector<size_t>& positions) {
     longenc::v1::EmbedRequest request = options_;
     for (size_t p : positions) *request.add_documents() = b->documents[p].document;
+    if (positions.size() == 1 && !b->documents[positions.front()].spans.empty()) {
+      longenc::v1::Chunking* chunking = request.mutable_chunking();
+      for (const auto& [start, end] : b->documents[positions.front()].spans) {
+        longenc::v1::Offset* o = chunking->add_spans();
+        o->set_start(start);
+        o->set_end(end);
+      }
+    }
     for (int attempt = 0;; ++attempt) {
       ++b->calls;
       CallOutcome outcome = call_(request);
@@ -236,6 +244,11 @@ BatchSummary EmbedInBatches(
         carry.reset();
       } else if (!next(&d)) {
         input_done = true;
+        break;
+      }
+      // Spans address one text: such a document is a batch of its own.
+      if (!b->documents.empty() && (!d.spans.empty() || !b->documents.back().spans.empty())) {
+        carry = std::move(d);
         break;
       }
       if (d.input_error.ok() && tokens > 0 && tokens + d.tokens > max_tokens) {

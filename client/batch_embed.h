@@ -23,6 +23,8 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -37,6 +39,9 @@ struct InputDocument {
   int64_t line = 0;   // 1-based line of the input (argument number for texts given as arguments)
   longenc::v1::Document document;
   int64_t tokens = 0;  // exact for token ids, EstimateTokens for text
+  // --spans: this document's late-chunk spans (UTF-8 byte ranges), sent as the request's
+  // chunking.spans; such a document is always sent alone (spans address one text).
+  std::vector<std::pair<int32_t, int32_t>> spans;
   // Not OK for a line that could not be read (bad JSON, invalid UTF-8): never sent, reported
   // as failed in its place.
   absl::Status input_error;

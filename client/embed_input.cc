@@ -17,6 +17,28 @@ absl::Status CheckUtf8(const std::string& text, const std::string& where) {
   return absl::InvalidArgumentError(absl::StrCat(where, " is not valid UTF-8 (byte ", bad, ")"));
 }
 
+// --spans: "spans": [[start, end], ...] of a text line into d->spans. The server checks the
+// values themselves (in range, ordered, over a token) and names the span it refuses.
+absl::Status ParseSpans(const nlohmann::json& j, InputDocument* d) {
+  if (!d->document.has_text()) {
+    return absl::InvalidArgumentError(
+        "--spans: spans are byte offsets into \"text\"; this line has token_ids");
+  }
+  if (!j.contains("spans") || !j["spans"].is_array() || j["spans"].empty()) {
+    return absl::InvalidArgumentError(
+        "--spans: needs \"spans\": [[start, end], ...] (UTF-8 byte offsets of the text)");
+  }
+  for (const auto& span : j["spans"]) {
+    if (!span.is_array() || span.size() != 2 || !span[0].is_number_integer() ||
+        !span[1].is_number_integer()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--spans: each span is [start, end] (two integers), not ", span.dump()));
+    }
+    d->spans.emplace_back(span[0].get<int32_t>(), span[1].get<int32_t>());
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<EmbedInput>> EmbedInput::Open(const InputSpec& spec) {
@@ -50,6 +72,7 @@ absl::StatusOr<std::unique_ptr<EmbedInput>> EmbedInput::Open(const InputSpec& sp
     input->ready_.push_back(std::move(d));
   }
   input->files_ = spec.files;
+  input->spans_ = spec.spans;
   input->first_line_document_ = index;
   input->next_index_ = index;
   std::istream* std_in = spec.stdin_stream != nullptr ? spec.stdin_stream : &std::cin;
@@ -140,6 +163,7 @@ void EmbedInput::Parse(const std::string& line, InputDocument* d) const {
     d->input_error =
         absl::InvalidArgumentError("needs \"text\" (string) or \"token_ids\" (array)");
   }
+  if (spans_ && d->input_error.ok()) d->input_error = ParseSpans(j, d);
 }
 
 bool EmbedInput::Next(InputDocument* out) {

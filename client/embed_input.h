@@ -30,6 +30,9 @@ struct InputSpec {
   std::string jsonl;               // --jsonl: a path, "-" (stdin) or "" (none)
   // Read stdin to the end before the first document so that total() is known.
   bool need_total = false;
+  // --spans: every JSONL line is a text with "spans": [[start, end], ...] (UTF-8 byte offsets,
+  // EmbedRequest.chunking.spans); a line without them fails in its place.
+  bool spans = false;
   // Documents given neither as texts, files nor jsonl come from stdin lines (plain text). Tests
   // pass their own stream.
   std::istream* stdin_stream = nullptr;  // null: std::cin
@@ -71,6 +74,7 @@ class EmbedInput {
   int64_t first_line_document_ = 0;  // index of the first document of the line source
   std::string line_source_;
   bool json_lines_ = false;  // JSON objects, else plain text lines
+  bool spans_ = false;       // InputSpec::spans
   std::ifstream file_;
   std::istream* in_ = nullptr;  // the line source, or null
   std::deque<std::string> buffered_;  // stdin read to the end (need_total)

@@ -15,9 +15,12 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <string>
+#include <system_error>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -60,7 +63,9 @@ ABSL_FLAG(absl::Duration, timeout, absl::Seconds(120),
           "over it is split in halves).");
 ABSL_FLAG(std::string, format, "jsonl",
           "Output of embed: json (one array), jsonl (one object a line), npy (float32 [N, dim]); "
-          "bench: text or json.");
+          "with --chunk/--spans one row per chunk: {id, chunk, chunks, token_start, token_end, "
+          "char_start, char_end, embedding}, or for npy the vectors in FILE and the other fields "
+          "in FILE.rows.jsonl (npy then needs --output); bench: text or json.");
 ABSL_FLAG(std::string, output, "-",
           "Output file of embed ('-' = stdout). Written in input order as batches finish; "
           "npy rows of failed documents are NaN.");
@@ -70,6 +75,20 @@ ABSL_FLAG(std::string, jsonl, "",
           "embed: JSONL file ('-' = stdin) of {\"text\": ...} or {\"token_ids\": [...]} with an "
           "optional \"id\" per line (default id: the document's position). Read a line at a "
           "time; a line that cannot be read fails in its place and the run goes on.");
+ABSL_FLAG(int64_t, chunk, 0,
+          "embed: late chunks of this many content tokens (EmbedRequest.chunking.max_tokens): "
+          "the output has one row per chunk instead of one per document (see --format). 0 = "
+          "document embeddings only.");
+ABSL_FLAG(int64_t, overlap, 0,
+          "embed: with --chunk, tokens each chunk shares with the one before it "
+          "(0 <= overlap < chunk).");
+ABSL_FLAG(bool, spans, false,
+          "embed: late chunks over the caller's spans: every --jsonl line is {\"text\": ..., "
+          "\"spans\": [[start, end], ...]} (UTF-8 byte offsets into the text, ordered); one "
+          "row per span, each document sent alone.");
+ABSL_FLAG(std::string, prompt_name, "",
+          "embed: the model's prompt to prepend to every text (GetInfo.prompts; empty = the "
+          "model's default_prompt_name, if any).");
 ABSL_FLAG(std::string, pooling, "mean", "mean or cls.");
 ABSL_FLAG(bool, normalize, true, "L2-normalise embeddings (--nonormalize to disable).");
 ABSL_FLAG(bool, truncate, false,
@@ -187,6 +206,22 @@ absl::StatusOr<longenc::v1::EmbedRequest> RequestOptions() {
   r.set_attention(absl::GetFlag(FLAGS_attention));
   r.set_attention_options(absl::GetFlag(FLAGS_attention_options));
   r.set_position_mode(absl::GetFlag(FLAGS_position_mode));
+  r.set_prompt_name(absl::GetFlag(FLAGS_prompt_name));
+  const int64_t chunk = absl::GetFlag(FLAGS_chunk), overlap = absl::GetFlag(FLAGS_overlap);
+  if (chunk < 0 || chunk > std::numeric_limits<int32_t>::max()) {
+    return absl::InvalidArgumentError(absl::StrCat("--chunk=", chunk, ": must be >= 0"));
+  }
+  if (overlap != 0 && (chunk == 0 || overlap < 0 || overlap >= chunk)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--overlap=", overlap, ": needs --chunk and 0 <= overlap < chunk (", chunk, ")"));
+  }
+  if (chunk > 0 && absl::GetFlag(FLAGS_spans)) {
+    return absl::InvalidArgumentError("--chunk and --spans: give one of them");
+  }
+  if (chunk > 0) {
+    r.mutable_chunking()->set_max_tokens(static_cast<int32_t>(chunk));
+    r.mutable_chunking()->set_overlap_tokens(static_cast<int32_t>(overlap));
+  }
   return r;
 }
 
@@ -215,8 +250,65 @@ void CatchInterrupts() {
 struct EmbedOutput {
   std::ofstream file;
   std::fstream npy_file;
+  std::ofstream sidecar;  // chunk rows in npy: the rows' metadata
   std::unique_ptr<EmbeddingWriter> writer;
 };
+
+// --chunk/--spans: one row per chunk (common/chunk_rows.h). npy rows are appended as documents
+// finish (the header is rewritten each time), so the output must be a file; --resume keeps the
+// whole documents already written and embeds the others.
+absl::Status OpenChunkOutput(const std::string& format, const std::string& output, bool resume,
+                             int64_t dim, EmbedInput& input, EmbedOutput* out) {
+  const auto skip = [&input](std::unordered_set<std::string> ids) {
+    input.SetSkip([ids = std::move(ids)](const InputDocument& d) {
+      return d.input_error.ok() && ids.count(d.document.id()) > 0;
+    });
+  };
+  if (format == "npy") {  // to a file (checked by Embed)
+    const std::string sidecar = ChunkRowsSidecar(output);
+    int64_t rows = 0;
+    std::error_code ec;
+    if (resume && std::filesystem::exists(output, ec)) {
+      absl::StatusOr<ChunkRowsResume> r = PrepareNpyChunkResume(output);
+      if (!r.ok()) return r.status();
+      if (r->dim != dim) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--resume: ", output, " has rows of width ", r->dim, ", the server's are ", dim));
+      }
+      rows = r->rows;
+      skip(std::move(r->ids));
+      out->npy_file.open(output, std::ios::binary | std::ios::in | std::ios::out);
+      out->sidecar.open(sidecar, std::ios::binary | std::ios::app);
+    } else {
+      out->npy_file.open(output,
+                         std::ios::binary | std::ios::in | std::ios::out | std::ios::trunc);
+      out->sidecar.open(sidecar, std::ios::binary | std::ios::trunc);
+    }
+    if (!out->npy_file || !out->sidecar) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot write --output ", output, " and ", sidecar));
+    }
+    out->writer = NewChunkRowsWriter(
+        NewNpyChunkRowWriter(&out->npy_file, &out->sidecar, dim, rows));
+    return absl::OkStatus();
+  }
+  if (resume) {
+    absl::StatusOr<ChunkRowsResume> r = PrepareJsonlChunkResume(output);
+    if (!r.ok()) return r.status();
+    skip(std::move(r->ids));
+    out->file.open(output, std::ios::binary | std::ios::app);
+  } else if (output != "-") {
+    out->file.open(output, std::ios::binary | std::ios::trunc);
+  }
+  if (output != "-" && !out->file) {
+    return absl::InvalidArgumentError("cannot write --output " + output);
+  }
+  absl::StatusOr<std::unique_ptr<ChunkRowWriter>> rows = NewChunkRowWriter(
+      format, output == "-" ? static_cast<std::ostream*>(&std::cout) : &out->file);
+  if (!rows.ok()) return rows.status();
+  out->writer = NewChunkRowsWriter(std::move(*rows));
+  return absl::OkStatus();
+}
 
 absl::Status OpenOutput(const std::string& format, const std::string& output, bool resume,
                         int64_t dim, EmbedInput& input, EmbedOutput* out) {
@@ -288,11 +380,23 @@ int Embed(const std::vector<std::string>& args, const std::vector<std::string>& 
                  "--retries and --backoff >= 0\n");
     return kUsage;
   }
+  const bool chunk_rows = options->has_chunking() || absl::GetFlag(FLAGS_spans);
   InputSpec spec;
   spec.texts = args;
   spec.files = absl::GetFlag(FLAGS_file);
   spec.jsonl = absl::GetFlag(FLAGS_jsonl);
-  spec.need_total = format == "npy";
+  spec.need_total = format == "npy" && !chunk_rows;
+  spec.spans = absl::GetFlag(FLAGS_spans);
+  if (spec.spans && spec.jsonl.empty()) {
+    std::fprintf(stderr, "longenc: --spans reads each document's spans from --jsonl lines\n");
+    return kUsage;
+  }
+  if (chunk_rows && format == "npy" && output == "-") {
+    std::fprintf(stderr,
+                 "longenc: --format=npy with --chunk/--spans writes a file: give --output=FILE "
+                 "(the vectors; the rows' ids and offsets go to FILE.rows.jsonl)\n");
+    return kUsage;
+  }
   absl::StatusOr<std::unique_ptr<EmbedInput>> opened = EmbedInput::Open(spec);
   if (!opened.ok()) return InputError(std::string(opened.status().message()));
   EmbedInput& input = **opened;
@@ -313,7 +417,10 @@ int Embed(const std::vector<std::string>& args, const std::vector<std::string>& 
   }
 
   EmbedOutput out;
-  if (absl::Status s = OpenOutput(format, output, resume, info->embedding_dim(), input, &out);
+  if (absl::Status s = chunk_rows ? OpenChunkOutput(format, output, resume,
+                                                    info->embedding_dim(), input, &out)
+                                   : OpenOutput(format, output, resume, info->embedding_dim(),
+                                                input, &out);
       !s.ok()) {
     return InputError(std::string(s.message()));
   }
@@ -577,6 +684,11 @@ int Run(int argc, char** argv) {
       "      the calls in flight finish). Failed lines are listed on stderr with the command that\n"
       "      resumes the run (--resume: embeds only what --output lacks). Exit code != 0 when\n"
       "      any document failed.\n"
+      "      Late chunks: --chunk=256 --overlap=32 (fixed-size chunks of content tokens) or\n"
+      "      --spans (per-line \"spans\": [[start, end], ...] byte ranges of the text) write one\n"
+      "      row per chunk: id, chunk, chunks, token_start, token_end, char_start, char_end,\n"
+      "      embedding (npy: vectors in --output, the rest in --output.rows.jsonl); each chunk\n"
+      "      is pooled from the one pass over its whole document (docs/API.md, Late chunking).\n"
       "  longenc tokenize [TEXT ...]\n"
       "  longenc info\n"
       "  longenc health\n"

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
@@ -152,18 +153,37 @@ class NpyPatcher : public EmbeddingWriter {
   const int64_t dim_;
 };
 
+class ChunkRowsWriter : public EmbeddingWriter {
+ public:
+  explicit ChunkRowsWriter(std::unique_ptr<ChunkRowWriter> rows) : rows_(std::move(rows)) {}
+  absl::Status Write(int64_t, const longenc::v1::Embedding& e) override {
+    std::vector<ChunkRow> rows(static_cast<size_t>(e.chunks_size()));
+    for (int k = 0; k < e.chunks_size(); ++k) {
+      const longenc::v1::Chunk& c = e.chunks(k);
+      ChunkRow& r = rows[static_cast<size_t>(k)];
+      r.id = e.id();
+      r.chunk = k;
+      r.chunks = e.chunks_size();
+      r.token_start = c.token_start();
+      r.token_end = c.token_end();
+      r.char_start = c.char_start();
+      r.char_end = c.char_end();
+      r.truncated = e.truncated();
+      r.values = absl::MakeConstSpan(c.values().data(), static_cast<size_t>(c.values_size()));
+    }
+    return rows_->WriteDocument(rows);
+  }
+  absl::Status Fail(int64_t) override { return absl::OkStatus(); }
+  absl::Status Finish() override { return rows_->Finish(); }
+
+ private:
+  std::unique_ptr<ChunkRowWriter> rows_;
+};
+
 }  // namespace
 
-std::string NpyHeader(int64_t rows, int64_t dim) {
-  std::string header = absl::StrCat("{'descr': '<f4', 'fortran_order': False, 'shape': (", rows,
-                                    ", ", dim, "), }");
-  // Magic (6) + version (2) + length (2) + header + '\n' is padded to a multiple of 64.
-  const size_t unpadded = 10 + header.size() + 1;
-  header.append((64 - unpadded % 64) % 64, ' ');
-  header.push_back('\n');
-  const uint16_t len = static_cast<uint16_t>(header.size());
-  const char len_bytes[2] = {static_cast<char>(len & 0xff), static_cast<char>(len >> 8)};
-  return absl::StrCat(std::string("\x93NUMPY\x01\x00", 8), std::string(len_bytes, 2), header);
+std::unique_ptr<EmbeddingWriter> NewChunkRowsWriter(std::unique_ptr<ChunkRowWriter> rows) {
+  return std::make_unique<ChunkRowsWriter>(std::move(rows));
 }
 
 absl::StatusOr<std::unique_ptr<EmbeddingWriter>> NewEmbeddingWriter(const std::string& format,

@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/chunk_rows.h"
 #include "longenc/v1/encoder.pb.h"
 
 namespace longenc::client {
@@ -42,8 +43,9 @@ absl::StatusOr<std::unique_ptr<EmbeddingWriter>> NewEmbeddingWriter(const std::s
                                                                      std::ostream* out,
                                                                      int64_t rows, int64_t dim);
 
-// The npy header of a float32 [rows, dim] array, padded to a multiple of 64 bytes.
-std::string NpyHeader(int64_t rows, int64_t dim);
+// `longenc embed --chunk/--spans`: each embedded document's late chunks as rows of `rows`
+// (common/chunk_rows.h; the row id is Embedding.id); a failed document writes no row.
+std::unique_ptr<EmbeddingWriter> NewChunkRowsWriter(std::unique_ptr<ChunkRowWriter> rows);
 
 // Rewrites rows of an existing float32 [rows, dim] npy file in place (`longenc embed --resume`
 // fills the rows a failed run left NaN). `data_offset` = the size of its header.

@@ -30,6 +30,24 @@ struct NpyResume {
 // write are appended as NaN first, so the file has all its rows again.
 absl::StatusOr<NpyResume> PrepareNpyResume(const std::string& path);
 
+// `longenc embed --chunk/--spans --resume`: chunk rows (common/chunk_rows.h) already written.
+// Rows of one document are consecutive, so only the last document can be cut short (fewer
+// rows than its "chunks", or a line without its newline): its rows are removed, so that it is
+// embedded again whole.
+struct ChunkRowsResume {
+  std::unordered_set<std::string> ids;  // documents whose rows are all there
+  int64_t rows = 0;                     // rows kept
+  int64_t dim = 0;                      // npy: the width of its rows
+};
+
+// A jsonl output of chunk rows; a missing file is an empty output.
+absl::StatusOr<ChunkRowsResume> PrepareJsonlChunkResume(const std::string& path);
+
+// An npy output of chunk rows and its sidecar (ChunkRowsSidecar): both cut back to the last
+// whole document the two agree on, and the npy header rewritten with that row count. Both must
+// exist.
+absl::StatusOr<ChunkRowsResume> PrepareNpyChunkResume(const std::string& path);
+
 }  // namespace longenc::client
 
 #endif  // LONGENC_CLIENT_RESUME_H_
