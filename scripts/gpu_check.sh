@@ -60,11 +60,12 @@ if [ "$do_build" = 1 ]; then
   scripts/bootstrap.sh
   done_stage bootstrap
   stage build
-  BUILD="$build" TARGETS="attention_test cuda_backend_test gpu_check_bench" scripts/build.sh
+  BUILD="$build" TARGETS="attention_test cuda_backend_test gpu_check_bench longenc-server longenc" \
+    scripts/build.sh
   done_stage build
 fi
 for program in "$build/tests/attention_test" "$build/tests/cuda_backend_test" \
-               "$build/bin/gpu_check_bench"; do
+               "$build/bin/gpu_check_bench" "$build/bin/longenc-server" "$build/bin/longenc"; do
   [ -x "$program" ] || fail "$program is missing (run without --no-build)"
 done
 gpu_start=$SECONDS
@@ -99,6 +100,15 @@ for test in attention_test cuda_backend_test; do
   grep -B1 -E '^\[  SKIPPED \] .* \([0-9]+ ms\)$' "$log" | grep -v '^--$' || true
   ran=$((ran + r)); skipped=$((skipped + s))
 done
+# The real server on the device: the device-memory gauges are fed (tests/python/test_cuda_server.py).
+log="$out/test_cuda_server.CUDA.log"
+LONGENC_BUILD_DIR="$(realpath "$build")" .venv/bin/python -m pytest -q -rs tests/python/test_cuda_server.py \
+  >"$log" 2>&1 || { cat "$log"; fail "tests/python/test_cuda_server.py failed"; }
+r=$(grep -oE '[0-9]+ passed' "$log" | grep -oE '[0-9]+' || true)
+s=$(grep -oE '[0-9]+ skipped' "$log" | grep -oE '[0-9]+' || true)
+echo "test_cuda_server.py: ${r:-0} passed, ${s:-0} skipped"
+grep '^SKIPPED' "$log" || true
+ran=$((ran + ${r:-0})); skipped=$((skipped + ${s:-0}))
 [ $((ran + skipped)) -gt 0 ] || fail "no *_CUDA test found"
 if [ "$mode" = gpu ] && [ "$skipped" -gt 0 ]; then
   fail "$skipped *_CUDA test(s) skipped on a GPU machine (see $out/*.CUDA.log)"
