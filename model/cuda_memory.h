@@ -14,6 +14,7 @@ struct CudaMemory {
   int64_t peak_allocated_bytes = 0;  // since the last ResetCudaPeakMemory
   int64_t allocated_bytes = 0;
   int64_t reserved_bytes = 0;
+  int64_t total_bytes = 0;  // the device's memory
 };
 
 // Starts a new peak for device `index`.

@@ -23,7 +23,8 @@ class CudaMemorySource final : public DeviceMemorySource {
   std::string device() const override { return device_; }
   DeviceMemory Read() override {
     const model::CudaMemory memory = model::ReadCudaMemory(index_);
-    return {memory.allocated_bytes, memory.reserved_bytes, memory.peak_allocated_bytes};
+    return {memory.allocated_bytes, memory.reserved_bytes, memory.peak_allocated_bytes,
+            memory.total_bytes};
   }
 
  private:

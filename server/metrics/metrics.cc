@@ -64,6 +64,7 @@ enum FamilyId {
   kDeviceMemoryAllocated,
   kDeviceMemoryReserved,
   kDeviceMemoryPeak,
+  kDeviceMemoryTotal,
   kModelInfo,
   kNumFamilies,
 };
@@ -116,6 +117,8 @@ constexpr std::array<FamilySpec, kNumFamilies> kFamilies = {{
      "Bytes held by the device caching allocator (on CPU the process RSS)."},
     {"longenc_device_memory_peak_bytes", Type::kGauge,
      "High-water mark of allocated device bytes since start (on CPU the process peak RSS)."},
+    {"longenc_device_memory_total_bytes", Type::kGauge,
+     "Memory of the device (CUDA only; absent on CPU)."},
     {"longenc_model_info", Type::kGauge,
      "Always 1; labels identify the loaded model and its defaults."},
 }};
@@ -233,6 +236,7 @@ struct Metrics::Impl {
         device_allocated(Register<Gauge>(*registry, kDeviceMemoryAllocated)),
         device_reserved(Register<Gauge>(*registry, kDeviceMemoryReserved)),
         device_peak(Register<Gauge>(*registry, kDeviceMemoryPeak)),
+        device_total(Register<Gauge>(*registry, kDeviceMemoryTotal)),
         model_info(Register<Gauge>(*registry, kModelInfo)) {
     for (RejectReason reason : AllRejectReasons()) {
       rejected.push_back(
@@ -326,6 +330,7 @@ struct Metrics::Impl {
   Family<Gauge>& device_allocated;
   Family<Gauge>& device_reserved;
   Family<Gauge>& device_peak;
+  Family<Gauge>& device_total;
   Family<Gauge>& model_info;
 
   absl::Mutex mu;
@@ -333,6 +338,7 @@ struct Metrics::Impl {
   absl::flat_hash_map<std::string, Histogram*> inference_by_attention ABSL_GUARDED_BY(mu);
   absl::flat_hash_map<std::string, Counter*> documents_by_key ABSL_GUARDED_BY(mu);
   absl::flat_hash_map<std::string, DeviceGauges> device_by_name ABSL_GUARDED_BY(mu);
+  absl::flat_hash_map<std::string, Gauge*> device_total_by_name ABSL_GUARDED_BY(mu);
   std::string process_device ABSL_GUARDED_BY(mu);
   int64_t process_peak_seen ABSL_GUARDED_BY(mu) = 0;
   Gauge* current_model_info ABSL_GUARDED_BY(mu) = nullptr;
@@ -426,6 +432,11 @@ void Metrics::SetDeviceMemory(std::string_view device, const DeviceMemory& memor
   gauges.allocated->Set(static_cast<double>(memory.allocated_bytes));
   gauges.reserved->Set(static_cast<double>(memory.reserved_bytes));
   gauges.peak->Set(static_cast<double>(memory.peak_bytes));
+  if (memory.total_bytes > 0) {
+    Gauge*& total = impl_->device_total_by_name[std::string(device)];
+    if (total == nullptr) total = &impl_->device_total.Add({{"device", std::string(device)}});
+    total->Set(static_cast<double>(memory.total_bytes));
+  }
 }
 
 void Metrics::ReportProcessMemoryAsDevice(std::string_view device) {

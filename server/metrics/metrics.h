@@ -93,6 +93,7 @@ struct DeviceMemory {
   int64_t allocated_bytes = 0;  // bytes held by live tensors
   int64_t reserved_bytes = 0;   // bytes held by the caching allocator (>= allocated)
   int64_t peak_bytes = 0;       // high-water mark of allocated since start
+  int64_t total_bytes = 0;      // the device's memory; 0 = unknown (no total series)
 };
 
 class Metrics {

@@ -40,6 +40,7 @@ FIXED_FAMILIES = {
     "longenc_device_memory_allocated_bytes": ("gauge", {"device"}),
     "longenc_device_memory_reserved_bytes": ("gauge", {"device"}),
     "longenc_device_memory_peak_bytes": ("gauge", {"device"}),
+    "longenc_device_memory_total_bytes": ("gauge", {"device"}),
     "longenc_model_info": ("gauge", {"model", "attention", "position_mode", "device", "dtype",
                                      "version"}),
 }
@@ -156,3 +157,4 @@ def test_counts_move_by_exactly_the_recorded_observations():
     assert v("longenc_process_peak_resident_memory_bytes") >= \
         v("longenc_process_resident_memory_bytes")
     assert v("longenc_device_memory_allocated_bytes", device="cpu") > 0
+    assert v("longenc_device_memory_total_bytes", device="cuda:0") == 24 << 30

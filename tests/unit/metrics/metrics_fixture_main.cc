@@ -44,6 +44,10 @@ void OnSignal(int) { g_stop = 1; }
 void RecordFixed(Metrics& metrics, int requests, int rejected) {
   metrics.SetModelInfo({"all-MiniLM-L6-v2", "full", "chunk", "cpu", "float32", "0.1.0"});
   metrics.ReportProcessMemoryAsDevice("cpu");
+  // A GPU's allocator figures as the server's DeviceMemorySource sets them after a batch, so the
+  // device-memory panel and the device alert's expression have a cuda series to read.
+  metrics.SetDeviceMemory("cuda:0", {int64_t{2} << 30, int64_t{3} << 30, int64_t{5} << 29,
+                                     int64_t{24} << 30});
   for (int i = 0; i < requests; ++i) {
     const int64_t tokens = 64 << (i % 6);  // 64 .. 2048
     metrics.ObserveTokenization(0.0002 * (i % 6 + 1));

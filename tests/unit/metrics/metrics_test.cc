@@ -59,6 +59,7 @@ TEST(Metrics, ExportsEveryFamilyWithItsTypeAndHelp) {
   Metrics metrics;
   metrics.SetModelInfo(TestModel());
   metrics.ReportProcessMemoryAsDevice("cpu");
+  metrics.SetDeviceMemory("cuda:0", {1, 2, 3, /*total_bytes=*/4});  // total: CUDA only
   const Exposition e = Scrape(metrics);
   const std::map<std::string, std::string> expected_types = {
       {"longenc_request_duration_seconds", "histogram"},
@@ -83,6 +84,7 @@ TEST(Metrics, ExportsEveryFamilyWithItsTypeAndHelp) {
       {"longenc_device_memory_allocated_bytes", "gauge"},
       {"longenc_device_memory_reserved_bytes", "gauge"},
       {"longenc_device_memory_peak_bytes", "gauge"},
+      {"longenc_device_memory_total_bytes", "gauge"},
       {"longenc_model_info", "gauge"},
   };
   EXPECT_EQ(e.types, expected_types);
@@ -275,8 +277,10 @@ TEST(Metrics, DeviceMemoryIsPushedPerDevice) {
   Metrics metrics;
   metrics.SetDeviceMemory("cuda:0", {100, 200, 300});
   metrics.SetDeviceMemory("cuda:0", {110, 210, 310});
-  metrics.SetDeviceMemory("cuda:1", {1, 2, 3});
+  metrics.SetDeviceMemory("cuda:1", {1, 2, 3, /*total_bytes=*/1000});
   const Exposition e = Scrape(metrics);
+  EXPECT_EQ(e.Value("longenc_device_memory_total_bytes", {{"device", "cuda:1"}}), 1000);
+  EXPECT_FALSE(e.Value("longenc_device_memory_total_bytes", {{"device", "cuda:0"}}).has_value());
   EXPECT_EQ(e.Value("longenc_device_memory_allocated_bytes", {{"device", "cuda:0"}}), 110);
   EXPECT_EQ(e.Value("longenc_device_memory_reserved_bytes", {{"device", "cuda:0"}}), 210);
   EXPECT_EQ(e.Value("longenc_device_memory_peak_bytes", {{"device", "cuda:0"}}), 310);

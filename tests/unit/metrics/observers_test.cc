@@ -128,9 +128,11 @@ TEST(MetricsBatchObserver, PublishesTheDeviceMemoryAfterEveryBatch) {
   batching::BatchStats ok;
   ok.documents = 1;
   ok.tokens = 100;
-  device.next = {/*allocated_bytes=*/300, /*reserved_bytes=*/1000, /*peak_bytes=*/700};
+  device.next = {/*allocated_bytes=*/300, /*reserved_bytes=*/1000, /*peak_bytes=*/700,
+                 /*total_bytes=*/8000};
   observer.OnBatch(ok, 0);
   EXPECT_EQ(device.reads, 1);
+  EXPECT_EQ(Value(metrics, "longenc_device_memory_total_bytes", cuda1), 8000);
   EXPECT_EQ(Value(metrics, "longenc_device_memory_allocated_bytes", cuda1), 300);
   EXPECT_EQ(Value(metrics, "longenc_device_memory_reserved_bytes", cuda1), 1000);
   EXPECT_EQ(Value(metrics, "longenc_device_memory_peak_bytes", cuda1), 700);
