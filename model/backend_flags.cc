@@ -11,6 +11,7 @@ ABSL_FLAG(std::string, model_dir, "",
           "model exported at build time (all-MiniLM-L6-v2).");
 ABSL_FLAG(std::string, device, "cpu", "Where the model runs: cpu, cuda or cuda:N.");
 ABSL_FLAG(int, threads, 0, "Intra-op CPU threads of the model; 0 = one per core.");
+ABSL_FLAG(std::string, dtype, "float32", longenc::model::kDTypeHelp);
 ABSL_FLAG(std::string, attention, "full",
           "Attention variant: full (exact), clustered, iclustered, cast, yoso (the server's "
           "GetInfo lists them; requests may override the server's default).");
@@ -47,6 +48,7 @@ BackendOptions BackendOptionsFromFlags() {
   if (options.model_dir.empty()) options.model_dir = DefaultModelDir();
   options.device = absl::GetFlag(FLAGS_device);
   options.threads = absl::GetFlag(FLAGS_threads);
+  options.dtype = absl::GetFlag(FLAGS_dtype);
   options.attention = absl::GetFlag(FLAGS_attention);
   options.attention_options = absl::GetFlag(FLAGS_attention_options);
   options.position_mode = absl::GetFlag(FLAGS_position_mode);

@@ -182,6 +182,7 @@ absl::StatusOr<ServerOptions> OptionsFromFlags() {
   o.model_dir = backend.model_dir;
   o.device = backend.device;
   o.threads = backend.threads;
+  o.dtype = backend.dtype;
   o.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
   o.max_batch_delay = absl::GetFlag(FLAGS_max_batch_delay);
   o.max_queue = absl::GetFlag(FLAGS_max_queue);
@@ -224,6 +225,7 @@ model::BackendOptions ToBackendOptions(const ServerOptions& o) {
   b.model_dir = o.model_dir;
   b.device = o.device;
   b.threads = o.threads;
+  b.dtype = o.dtype;
   b.attention = o.attention;
   b.attention_options = o.attention_options;
   b.position_mode = o.position_mode;

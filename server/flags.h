@@ -28,6 +28,7 @@ struct ServerOptions {
   std::string model_dir;                    // resolved: flag, else $LONGENC_MODEL_DIR, else default
   std::string device = "cpu";
   int threads = 0;
+  std::string dtype = "float32";            // --dtype (checked by CreateTorchBackend)
   int64_t max_batch_tokens = 16384;
   absl::Duration max_batch_delay = absl::Milliseconds(2);
   int64_t max_queue = 1024;                 // documents

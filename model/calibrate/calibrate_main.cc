@@ -22,6 +22,7 @@
 #include "model/attention/options.h"
 #include "model/calibrate/calibration.h"
 #include "model/encoder/config.h"
+#include "model/encoder/encoder_model.h"
 #include "model/encoder/safetensors.h"
 #include "model/encoder/weights.h"
 #include "model/positions/positions.h"
@@ -54,6 +55,10 @@ ABSL_FLAG(int64_t, validation_documents, 1,
           "last input documents held out: their error is reported, never trained on");
 ABSL_FLAG(uint64_t, seed, 0, "seed of the k-means sampling and initialisation");
 ABSL_FLAG(int, threads, 0, "intra-op CPU threads; 0 = all cores");
+ABSL_FLAG(std::string, dtype, "float32",
+          "precision of the model whose attention inputs are recorded, as longenc-server's "
+          "--dtype: float32 or bfloat16 (float16 needs CUDA; this tool runs on the CPU). Use the "
+          "dtype the surrogates will serve with; they are trained in float32 either way");
 
 namespace {
 
@@ -167,7 +172,9 @@ int main(int argc, char** argv) {
     if (!config.ok()) return Fail(std::string(config.status().message()));
     auto weights = enc::SafetensorsFile::Open(model_dir + "/model.safetensors");
     if (!weights.ok()) return Fail(std::string(weights.status().message()));
-    enc::BertModel model(*config);
+    auto dtype = enc::ParseModelDType(absl::GetFlag(FLAGS_dtype), torch::kCPU);
+    if (!dtype.ok()) return Fail(std::string(dtype.status().message()));
+    enc::BertModel model(*config, *dtype);
     if (absl::Status s = enc::LoadWeights(*weights, model); !s.ok()) return Fail(std::string(s.message()));
     model->eval();
     for (auto& p : model->parameters()) p.set_requires_grad(false);  // frozen

@@ -26,13 +26,15 @@ class Recorder final : public attention::Attention {
   explicit Recorder(LayerSamples* samples) : samples_(samples) {}
   torch::Tensor Forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         const torch::Tensor& key_valid) override {
-    torch::Tensor exact = attention::internal::ExactAttention(q, k, v, key_valid);
+    // In float32 whatever the model's dtype, as every attention core computes.
     samples_->q.push_back(q.to(torch::kFloat).contiguous());
     samples_->k.push_back(k.to(torch::kFloat).contiguous());
     samples_->v.push_back(v.to(torch::kFloat).contiguous());
     samples_->valid.push_back(key_valid);
-    samples_->exact.push_back(exact.to(torch::kFloat));
-    return exact;
+    torch::Tensor exact = attention::internal::ExactAttention(samples_->q.back(), samples_->k.back(),
+                                                              samples_->v.back(), key_valid);
+    samples_->exact.push_back(exact);
+    return exact.to(q.scalar_type());
   }
   std::string_view name() const override { return "calibration-recorder"; }
 
@@ -73,7 +75,8 @@ std::vector<LayerSamples> CaptureLayers(encoder::BertModel& model,
             .view({1, n})
             .to(device);
     const torch::Tensor valid = torch::ones({1, n}, torch::TensorOptions(torch::kBool).device(device));
-    model->forward(ids, valid, positions::PositionEmbeddings(scheme, model->position_table(), n),
+    model->forward(ids, valid,
+                   positions::PositionEmbeddings(scheme, model->position_table().to(torch::kFloat), n),
                    cores, positions::QueryScale(scheme, n, config.max_position_embeddings));
   }
   return layers;

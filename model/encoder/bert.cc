@@ -4,6 +4,7 @@
 #include <string>
 
 #include "model/checkpoint.h"
+#include "model/encoder/blocks.h"
 
 namespace longenc::encoder {
 namespace {
@@ -100,10 +101,15 @@ torch::Tensor BertLayerImpl::forward(const torch::Tensor& x, const torch::Tensor
   return out.view(x.sizes());
 }
 
-BertModelImpl::BertModelImpl(const EncoderConfig& config) : config_(config) {
+BertModelImpl::BertModelImpl(const EncoderConfig& config, torch::ScalarType dtype)
+    : config_(config), dtype_(dtype) {
   auto embeddings = register_module("embeddings", std::make_shared<Holder>());
+  // The largest tensor is made in `dtype` directly (uninitialised: the loader fills every row).
   word_embeddings_ = embeddings->register_module(
-      "word_embeddings", torch::nn::Embedding(config.vocab_size, config.hidden_size));
+      "word_embeddings",
+      torch::nn::Embedding(torch::nn::EmbeddingOptions(config.vocab_size, config.hidden_size)
+                               ._weight(torch::empty({config.vocab_size, config.hidden_size},
+                                                     torch::TensorOptions().dtype(dtype)))));
   position_embeddings_ = embeddings->register_module(
       "position_embeddings",
       torch::nn::Embedding(config.max_position_embeddings, config.hidden_size));
@@ -115,7 +121,9 @@ BertModelImpl::BertModelImpl(const EncoderConfig& config) : config_(config) {
   auto layer_list = encoder->register_module("layer", std::make_shared<Holder>());
   for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
     layers_.push_back(layer_list->register_module(std::to_string(i), BertLayer(config)));
+    CastParameters(*layers_.back(), dtype);
   }
+  CastParameters(*this, dtype);
 }
 
 torch::Tensor BertModelImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& key_valid,
@@ -123,10 +131,12 @@ torch::Tensor BertModelImpl::forward(const torch::Tensor& input_ids, const torch
                                      const std::vector<attention::Attention*>& cores,
                                      double query_scale) {
   TORCH_CHECK(cores.size() == layers_.size(), "one attention core per layer is required");
-  // Every document is a single segment, so the token type is 0 everywhere.
-  torch::Tensor x = word_embeddings_(input_ids) + position_embeddings.unsqueeze(0) +
-                    token_type_embeddings_->weight[0];  // [B, N, Hd]
-  x = embeddings_norm_(x);
+  // Every document is a single segment, so the token type is 0 everywhere. The sum and its norm
+  // are formed in float32 (the position rows come from model/positions/ in float32).
+  torch::Tensor x = word_embeddings_(input_ids).to(torch::kFloat) +
+                    position_embeddings.to(torch::kFloat).unsqueeze(0) +
+                    token_type_embeddings_->weight[0].to(torch::kFloat);  // [B, N, Hd]
+  x = embeddings_norm_(x).to(dtype_);
   for (size_t i = 0; i < layers_.size(); ++i) {
     model::AtCheckpoint();
     x = layers_[i]->forward(x, key_valid, *cores[i], query_scale);

@@ -7,6 +7,11 @@
 // Position embeddings also come from outside (model/positions/), which is how documents
 // longer than the position table are encoded.
 //
+// Precision: weights and the hidden states between modules are in the model's dtype (float32,
+// bfloat16, float16); LayerNorms keep float32 parameters and statistics, the embedding sum is
+// formed in float32, and attention cores receive q/k/v in the model's dtype and compute in
+// float32 (docs/ATTENTION.md §1.4).
+//
 // Thread-compatible: run forwards from one thread (the inference thread).
 #ifndef LONGENC_MODEL_ENCODER_BERT_H_
 #define LONGENC_MODEL_ENCODER_BERT_H_
@@ -70,7 +75,9 @@ TORCH_MODULE(BertLayer);
 
 class BertModelImpl : public torch::nn::Module {
  public:
-  explicit BertModelImpl(const EncoderConfig& config);
+  // Parameters in `dtype` (CastParameters' rule), converted layer by layer as they are built so
+  // that a reduced-precision model never holds a float32 copy of itself.
+  explicit BertModelImpl(const EncoderConfig& config, torch::ScalarType dtype = torch::kFloat);
 
   // input_ids: [B, N] int64; key_valid: [B, N] bool; position_embeddings: [N, Hd] (row i is
   // the embedding of position i, as model/positions/ computes it); cores: one per layer.
@@ -79,12 +86,14 @@ class BertModelImpl : public torch::nn::Module {
                         const torch::Tensor& position_embeddings,
                         const std::vector<attention::Attention*>& cores, double query_scale);
 
-  // The learned position table [max_position_embeddings, Hd].
+  // The learned position table [max_position_embeddings, Hd], in the model's dtype.
   const torch::Tensor& position_table() const { return position_embeddings_->weight; }
   const EncoderConfig& config() const { return config_; }
+  torch::ScalarType dtype() const { return dtype_; }
 
  private:
   EncoderConfig config_;
+  torch::ScalarType dtype_;
   torch::nn::Embedding word_embeddings_{nullptr}, position_embeddings_{nullptr},
       token_type_embeddings_{nullptr};
   torch::nn::LayerNorm embeddings_norm_{nullptr};

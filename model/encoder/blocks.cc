@@ -16,6 +16,29 @@ torch::Tensor NormImpl::forward(const torch::Tensor& x) {
   return torch::layer_norm(x, {dim_}, weight_, bias_, eps_);
 }
 
+namespace {
+
+bool IsNorm(const torch::nn::Module& m) {
+  return dynamic_cast<const torch::nn::LayerNormImpl*>(&m) != nullptr ||
+         dynamic_cast<const NormImpl*>(&m) != nullptr;
+}
+
+void CastOwnParameters(torch::nn::Module& m, torch::ScalarType dtype) {
+  if (IsNorm(m)) return;
+  for (auto& item : m.named_parameters(/*recurse=*/false)) {
+    torch::Tensor& p = item.value();
+    if (p.scalar_type() != dtype) p.set_data(p.to(dtype));
+  }
+}
+
+}  // namespace
+
+void CastParameters(torch::nn::Module& module, torch::ScalarType dtype) {
+  torch::NoGradGuard no_grad;
+  CastOwnParameters(module, dtype);  // a top-level module is not held by a shared_ptr
+  for (const auto& child : module.modules(/*include_self=*/false)) CastOwnParameters(*child, dtype);
+}
+
 torch::Tensor Activate(const torch::Tensor& x, const std::string& name) {
   if (name == "gelu") return torch::gelu(x);
   if (name == "relu") return torch::relu(x);

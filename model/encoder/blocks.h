@@ -1,7 +1,7 @@
 // Small modules the encoder families compose: LayerNorm with an optional bias (ModernBERT has
 // none), activations by config name, and the position-wise feed-forward, plain or gated
 // (GLU: act(first half) · second half), run in blocks of token rows so its temporaries stay
-// bounded for 100k-token documents.
+// bounded for 100k-token documents; and the dtype rule of every encoder (CastParameters).
 //
 // Thread-compatible: forwards from one thread.
 #ifndef LONGENC_MODEL_ENCODER_BLOCKS_H_
@@ -47,6 +47,11 @@ class FeedForward {
   bool gated_;
   std::string activation_;
 };
+
+// Converts the parameters of `module` and its children to `dtype`, except those of norms
+// (torch::nn::LayerNorm, Norm): they stay float32, so a norm of a bfloat16 input computes its
+// statistics and its affine step in float32 (LibTorch's mixed-dtype layer_norm) at no cost.
+void CastParameters(torch::nn::Module& module, torch::ScalarType dtype);
 
 // Token rows per feed-forward block: 24 MiB temporaries at an intermediate size of 1536.
 inline constexpr int64_t kFeedForwardBlockRows = 4096;

@@ -3,11 +3,11 @@
 namespace longenc::encoder {
 
 torch::Tensor SumPool(const torch::Tensor& hidden, const torch::Tensor& key_valid) {
-  return (hidden * key_valid.unsqueeze(-1).to(hidden.dtype())).sum(1);
+  return (hidden * key_valid.unsqueeze(-1).to(hidden.dtype())).sum(1, /*keepdim=*/false, torch::kFloat);
 }
 
 torch::Tensor MeanPool(const torch::Tensor& hidden, const torch::Tensor& key_valid) {
-  torch::Tensor counts = key_valid.sum(1, /*keepdim=*/true).to(hidden.dtype()).clamp_min(1e-9);
+  torch::Tensor counts = key_valid.sum(1, /*keepdim=*/true).to(torch::kFloat).clamp_min(1e-9);
   return SumPool(hidden, key_valid) / counts;
 }
 

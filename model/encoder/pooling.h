@@ -1,5 +1,6 @@
 // Sentence pooling over the last hidden state: mean over real tokens or the [CLS] row, then
-// optional L2 normalisation (sentence-transformers' Pooling + Normalize modules).
+// optional L2 normalisation (sentence-transformers' Pooling + Normalize modules). Sums
+// accumulate in float32 and return float32 whatever the hidden states' dtype.
 #ifndef LONGENC_MODEL_ENCODER_POOLING_H_
 #define LONGENC_MODEL_ENCODER_POOLING_H_
 

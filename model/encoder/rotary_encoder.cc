@@ -38,12 +38,14 @@ torch::Tensor RotaryLayerImpl::Attend(const torch::Tensor& x, const torch::Tenso
   // [B, N, 3·Hd] -> [3, B, H, N, D]: rows are [q | k | v], each head-major.
   torch::Tensor qkv = qkv_(x).view({batch, length, 3, heads_, head_dim_}).permute({2, 0, 3, 1, 4});
   model::AtCheckpoint();  // the fused projection is the longest step before attention
-  torch::Tensor q = rope_.Apply(qkv[0], cos, sin);
-  torch::Tensor k = rope_.Apply(qkv[1], cos, sin).contiguous();
+  // Rotation in float32, like the cores after it (cos/sin are float32); no-ops for float32.
+  torch::Tensor q = rope_.Apply(qkv[0].to(torch::kFloat), cos, sin);
+  torch::Tensor k = rope_.Apply(qkv[1].to(torch::kFloat), cos, sin).contiguous();
   // Log-n scaling keeps a softmax over n keys sharp; a band always has 2w + 1 keys.
   if (query_scale != 1.0 && !banded_) q = q * query_scale;
   attention::Attention& attend = banded_ ? *banded_ : core;
-  torch::Tensor context = attend.Forward(q.contiguous(), k, qkv[2].contiguous(), key_valid);
+  torch::Tensor context =
+      attend.Forward(q.contiguous(), k, qkv[2].to(torch::kFloat).contiguous(), key_valid).to(x.scalar_type());
   return out_(context.transpose(1, 2).reshape({batch, length, heads_ * head_dim_}));
 }
 
@@ -60,10 +62,14 @@ torch::Tensor RotaryLayerImpl::forward(const torch::Tensor& x, const torch::Tens
   return mlp_norm_(rows + (*feed_forward_)(rows, feed_forward_rows_)).view(x.sizes());
 }
 
-RotaryEncoderImpl::RotaryEncoderImpl(const EncoderConfig& c)
-    : config_(c), global_rope_(c.rope, c.head_dim()), local_rope_(c.local_rope, c.head_dim()) {
+RotaryEncoderImpl::RotaryEncoderImpl(const EncoderConfig& c, torch::ScalarType dtype)
+    : config_(c), dtype_(dtype), global_rope_(c.rope, c.head_dim()), local_rope_(c.local_rope, c.head_dim()) {
   auto embeddings = register_module("embeddings", std::make_shared<Holder>());
-  word_ = embeddings->register_module("word", torch::nn::Embedding(c.vocab_size, c.hidden_size));
+  // The largest tensor is made in `dtype` directly (uninitialised: the loader fills every row).
+  word_ = embeddings->register_module(
+      "word", torch::nn::Embedding(torch::nn::EmbeddingOptions(c.vocab_size, c.hidden_size)
+                                       ._weight(torch::empty({c.vocab_size, c.hidden_size},
+                                                             torch::TensorOptions().dtype(dtype)))));
   if (c.type_vocab_size > 0) {
     token_type_ = embeddings->register_module("token_type",
                                               torch::nn::Embedding(c.type_vocab_size, c.hidden_size));
@@ -72,10 +78,12 @@ RotaryEncoderImpl::RotaryEncoderImpl(const EncoderConfig& c)
   auto layers = register_module("layers", std::make_shared<Holder>());
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     layers_.push_back(layers->register_module(std::to_string(i), RotaryLayer(c, i)));
+    CastParameters(*layers_.back(), dtype);
   }
   if (c.final_norm) {
     final_norm_ = register_module("final_norm", Norm(c.hidden_size, c.layer_norm_eps, c.norm_bias));
   }
+  CastParameters(*this, dtype);
 }
 
 torch::Tensor RotaryEncoderImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& key_valid,
@@ -83,9 +91,9 @@ torch::Tensor RotaryEncoderImpl::forward(const torch::Tensor& input_ids, const t
                                          double query_scale) {
   TORCH_CHECK(cores.size() == layers_.size(), "one attention core per layer is required");
   const int64_t n = input_ids.size(1);
-  torch::Tensor x = word_(input_ids);  // [B, N, Hd]
-  if (token_type_) x = x + token_type_->weight[0];  // every document is one segment
-  x = embeddings_norm_(x);
+  torch::Tensor x = word_(input_ids).to(torch::kFloat);  // [B, N, Hd]; summed and normed in float32
+  if (token_type_) x = x + token_type_->weight[0].to(torch::kFloat);  // every document is one segment
+  x = embeddings_norm_(x).to(dtype_);
   auto [cos, sin] = global_rope_.CosSin(n, x.device());
   torch::Tensor local_cos, local_sin;
   if (!config_.local_layers.empty()) std::tie(local_cos, local_sin) = local_rope_.CosSin(n, x.device());

@@ -6,7 +6,9 @@
 //
 // Attention variants receive rotated q/k and never know the family. Local layers (ModernBERT's
 // sliding window) own a BandedAttention and ignore the variant passed for them; global layers
-// use the variant. Thread-compatible: run forwards from one thread.
+// use the variant. Precision as in bert.h: weights and hidden states in the model's dtype, norms in
+// float32; the rotation and every attention core run in float32 and the context returns in the
+// model's dtype. Thread-compatible: run forwards from one thread.
 #ifndef LONGENC_MODEL_ENCODER_ROTARY_ENCODER_H_
 #define LONGENC_MODEL_ENCODER_ROTARY_ENCODER_H_
 
@@ -51,15 +53,18 @@ TORCH_MODULE(RotaryLayer);
 
 class RotaryEncoderImpl : public torch::nn::Module {
  public:
-  explicit RotaryEncoderImpl(const EncoderConfig& config);
+  // Parameters in `dtype` (CastParameters' rule), converted layer by layer as they are built.
+  explicit RotaryEncoderImpl(const EncoderConfig& config, torch::ScalarType dtype = torch::kFloat);
   // input_ids, key_valid: [B, N]; one core per layer (local layers ignore theirs); query_scale
   // multiplies the rotated queries. Returns the last hidden state [B, N, Hd].
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& key_valid,
                         const std::vector<attention::Attention*>& cores, double query_scale);
   const EncoderConfig& config() const { return config_; }
+  torch::ScalarType dtype() const { return dtype_; }
 
  private:
   EncoderConfig config_;
+  torch::ScalarType dtype_;
   Rope global_rope_, local_rope_;
   torch::nn::Embedding word_{nullptr}, token_type_{nullptr};
   Norm embeddings_norm_{nullptr}, final_norm_{nullptr};
