@@ -359,7 +359,7 @@ class TorchBackend final : public Backend {
     for (int64_t c = batch.chunk_offsets[row]; c < batch.chunk_offsets[row + 1]; ++c) {
       const int64_t begin = std::max(batch.chunks[c].begin, first);
       const int64_t end = std::min(batch.chunks[c].end, last);
-      if (begin < end) chunk_sums[c] += states.slice(0, begin - first, end - first).sum(0);
+      if (begin < end) chunk_sums[c] += states.slice(0, begin - first, end - first).sum(0, false, torch::kFloat);
     }
   }
 
@@ -573,6 +573,7 @@ std::string BaseName(const std::string& dir) {
 absl::StatusOr<std::unique_ptr<Backend>> CreateTorchBackend(const BackendOptions& options) {
   try {
     ASSIGN_OR_RETURN(const torch::Device device, ParseDevice(options.device));
+    ASSIGN_OR_RETURN(const torch::ScalarType dtype, encoder::ParseModelDType(options.dtype, device));
     if (options.threads < 0) {
       return absl::InvalidArgumentError(absl::StrCat("--threads=", options.threads, ": must be >= 0"));
     }
@@ -593,7 +594,7 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateTorchBackend(const BackendOptions
     std::unique_ptr<encoder::EncoderModel> model;
     {
       ASSIGN_OR_RETURN(const encoder::WeightFiles weights, encoder::WeightFiles::Open(dir));
-      ASSIGN_OR_RETURN(model, encoder::LoadEncoderModel(config, weights));
+      ASSIGN_OR_RETURN(model, encoder::LoadEncoderModel(config, weights, dtype));
     }  // unmaps the weight files
     model->module().to(device);
     const bool rotary = config.positions == encoder::PositionKind::kRotary;
@@ -606,7 +607,7 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateTorchBackend(const BackendOptions
     info.max_tokens_per_document = options.max_tokens_per_document;
     info.vocab_size = config.vocab_size;
     info.device = device.str();
-    info.dtype = "float32";
+    info.dtype = encoder::ModelDTypeName(dtype);
     info.attention_variants = attention::Registry::Global().Names();
     info.default_attention = options.attention;
     info.default_attention_options = options.attention_options;
