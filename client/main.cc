@@ -89,8 +89,12 @@ ABSL_FLAG(bool, spans, false,
 ABSL_FLAG(std::string, prompt_name, "",
           "embed: the model's prompt to prepend to every text (GetInfo.prompts; empty = the "
           "model's default_prompt_name, if any).");
-ABSL_FLAG(std::string, pooling, "mean", "mean or cls.");
-ABSL_FLAG(bool, normalize, true, "L2-normalise embeddings (--nonormalize to disable).");
+ABSL_FLAG(std::string, pooling, "model",
+          "model (the server's model decides: its sentence-transformers pooling, else mean), "
+          "mean, cls or last.");
+ABSL_FLAG(std::string, normalize, "model",
+          "model (the server's model decides: normalised unless its sentence-transformers files "
+          "have no Normalize module), true or false: L2-normalise the embeddings.");
 ABSL_FLAG(bool, truncate, false,
           "Truncate documents over the server's token limit instead of failing.");
 ABSL_FLAG(std::string, attention, "", "Attention variant (empty = server default).");
@@ -198,10 +202,19 @@ absl::StatusOr<longenc::v1::EmbedRequest> RequestOptions() {
     r.set_pooling(longenc::v1::POOLING_MEAN);
   } else if (pooling == "cls") {
     r.set_pooling(longenc::v1::POOLING_CLS);
-  } else {
-    return absl::InvalidArgumentError(absl::StrCat("--pooling=", pooling, ": mean or cls"));
+  } else if (pooling == "last") {
+    r.set_pooling(longenc::v1::POOLING_LAST_TOKEN);
+  } else if (pooling != "model") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--pooling=", pooling, ": model, mean, cls or last"));
   }
-  r.set_normalize(absl::GetFlag(FLAGS_normalize));
+  const std::string normalize = absl::GetFlag(FLAGS_normalize);
+  if (normalize == "true" || normalize == "false") {
+    r.set_normalize(normalize == "true");
+  } else if (normalize != "model") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--normalize=", normalize, ": model, true or false"));
+  }
   if (absl::GetFlag(FLAGS_truncate)) r.set_over_limit(longenc::v1::OVER_LIMIT_TRUNCATE);
   r.set_attention(absl::GetFlag(FLAGS_attention));
   r.set_attention_options(absl::GetFlag(FLAGS_attention_options));

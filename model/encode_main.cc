@@ -25,6 +25,7 @@
 #include "model/backend.h"
 #include "model/backend_flags.h"
 #include "model/chunking.h"
+#include "model/prompts.h"
 #include "model/tokenizer/tokenizer.h"
 #include "model/torch_backend.h"
 
@@ -38,7 +39,12 @@ ABSL_FLAG(int64_t, max_length, 131072,
 ABSL_FLAG(std::string, pooling, "model",
           "model (what the directory's sentence-transformers files say; mean without them), "
           "mean, cls or last");
-ABSL_FLAG(bool, normalize, true, "L2-normalise embeddings");
+ABSL_FLAG(std::string, normalize, "model",
+          "model (normalised unless the directory has sentence-transformers files without a "
+          "Normalize module), true or false: L2-normalise the embeddings and chunk vectors");
+ABSL_FLAG(std::string, prompt_name, "",
+          "the model's prompt (config_sentence_transformers.json) to prepend to every \"text\" "
+          "line; empty: the model's default prompt, if any. Lines of token_ids are taken as given");
 ABSL_FLAG(bool, progress, true, "report progress on stderr");
 ABSL_FLAG(int64_t, chunk, 0,
           "late chunks of this many content tokens, pooled from the one pass over the whole "
@@ -73,6 +79,7 @@ struct Document {
   std::vector<longenc::model::TokenRange> chunks;
   std::vector<std::pair<int32_t, int32_t>> chunk_chars;
   std::vector<float> chunk_vectors;  // chunks.size() rows
+  int64_t prompt_tokens = 0;         // the prompt's tokens after [CLS]; not in any chunk
 };
 
 // --chunk / --overlap / --spans.
@@ -93,8 +100,8 @@ void AddChunks(const nlohmann::json& j, const std::vector<std::pair<int32_t, int
                int64_t line_number, const longenc::tokenizer::Tokenizer& tokenizer,
                const ChunkOptions& chunking, Document& doc) {
   using longenc::model::TokenRange;
-  const TokenRange content =
-      longenc::model::ContentTokens(doc.ids, tokenizer.cls_id(), tokenizer.sep_id());
+  TokenRange content = longenc::model::ContentTokens(doc.ids, tokenizer.cls_id(), tokenizer.sep_id());
+  content.begin = std::min(content.end, content.begin + doc.prompt_tokens);
   if (!chunking.spans) {
     doc.chunks = longenc::model::FixedChunks(content, chunking.max_tokens, chunking.overlap);
   } else {
@@ -137,7 +144,7 @@ void AddChunks(const nlohmann::json& j, const std::vector<std::pair<int32_t, int
 
 Document ParseLine(const std::string& line, int64_t line_number,
                    const longenc::tokenizer::Tokenizer& tokenizer, int64_t max_length,
-                   const ChunkOptions& chunking) {
+                   const ChunkOptions& chunking, const std::string* prompt) {
   Document doc;
   doc.id = line_number;
   nlohmann::json j;
@@ -154,14 +161,26 @@ Document ParseLine(const std::string& line, int64_t line_number,
   if (j.contains("id")) doc.id = j["id"];
   std::vector<std::pair<int32_t, int32_t>> offsets;  // text lines only
   if (j.contains("text") && j["text"].is_string()) {
-    auto encoding = tokenizer.Encode(j["text"].get<std::string>());
+    const std::string& text = j["text"].get_ref<const std::string&>();
+    // As the server: the prompt and the text are tokenized as one string.
+    auto encoding = tokenizer.Encode(prompt == nullptr ? text : absl::StrCat(*prompt, text));
     if (!encoding.ok()) {
       doc.error = absl::StrCat("line ", line_number, ": ", encoding.status().message());
       return doc;
     }
     doc.ids = std::move(encoding->ids);
     offsets = std::move(encoding->offsets);
+    if (prompt != nullptr) {
+      const int64_t first = !doc.ids.empty() && doc.ids[0] == tokenizer.cls_id() ? 1 : 0;
+      doc.prompt_tokens = longenc::model::StripPromptOffsets(
+          static_cast<int64_t>(prompt->size()), first, offsets);
+    }
   } else if (j.contains("token_ids") && j["token_ids"].is_array()) {
+    if (!absl::GetFlag(FLAGS_prompt_name).empty()) {
+      doc.error = absl::StrCat("line ", line_number, ": --prompt_name applies to \"text\" lines; "
+                               "token_ids are taken as given (prepend the prompt's tokens yourself)");
+      return doc;
+    }
     for (const auto& v : j["token_ids"]) {
       if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= tokenizer.vocab_size()) {
         doc.error = absl::StrCat("line ", line_number, ": token id ", v.dump(),
@@ -250,6 +269,10 @@ int main(int argc, char** argv) {
       pooling_name != "last") {
     return Fail(absl::StrCat("--pooling=", pooling_name, ": expected model, mean, cls or last"));
   }
+  const std::string normalize_name = absl::GetFlag(FLAGS_normalize);
+  if (normalize_name != "model" && normalize_name != "true" && normalize_name != "false") {
+    return Fail(absl::StrCat("--normalize=", normalize_name, ": expected model, true or false"));
+  }
   const int64_t batch_tokens = absl::GetFlag(FLAGS_batch_tokens);
   if (batch_tokens < 1) return Fail("--batch_tokens must be at least 1");
   const int64_t max_length = absl::GetFlag(FLAGS_max_length);
@@ -282,10 +305,15 @@ int main(int argc, char** argv) {
   options.max_tokens_per_document = max_length;
   auto backend = longenc::model::CreateTorchBackend(options);
   if (!backend.ok()) return Fail(std::string(backend.status().message()));
+  const longenc::model::ModelInfo& info = (*backend)->info();
   const Pooling pooling = pooling_name == "cls"    ? Pooling::kCls
                           : pooling_name == "last" ? Pooling::kLastToken
                           : pooling_name == "mean" ? Pooling::kMean
-                                                   : (*backend)->info().default_pooling;
+                                                   : info.default_pooling;
+  const bool normalize = normalize_name == "model" ? info.default_normalize : normalize_name == "true";
+  absl::StatusOr<const std::string*> prompt =
+      longenc::model::FindPrompt(info, absl::GetFlag(FLAGS_prompt_name), "--prompt_name");
+  if (!prompt.ok()) return Fail(std::string(prompt.status().message()));
 
   std::ifstream file;
   const std::string input = absl::GetFlag(FLAGS_input);
@@ -329,10 +357,9 @@ int main(int argc, char** argv) {
       }
       ++line_number;
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;  // blank line
-      window.push_back(ParseLine(line, line_number, **tokenizer, max_length, chunking));
+      window.push_back(ParseLine(line, line_number, **tokenizer, max_length, chunking, *prompt));
     }
-    absl::Status s = EncodeWindow(window, **backend, {}, pooling, absl::GetFlag(FLAGS_normalize),
-                                  batch_tokens);
+    absl::Status s = EncodeWindow(window, **backend, {}, pooling, normalize, batch_tokens);
     if (!s.ok()) return Fail(std::string(s.message()));
     const int64_t dim = (*backend)->info().embedding_dim;
     for (const Document& doc : window) {

@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "model/chunking.h"
+#include "model/prompts.h"
 
 namespace longenc::server {
 namespace {
@@ -52,49 +52,6 @@ absl::Status CheckChunking(const EmbedRequest& request) {
   return absl::OkStatus();
 }
 
-// The text prepended to the request's text documents: the prompt EmbedRequest.prompt_name
-// names, else the model's default prompt; nullptr for none.
-absl::StatusOr<const std::string*> FindPrompt(const EmbedRequest& request,
-                                              const model::ModelInfo& info) {
-  const std::string& name =
-      request.prompt_name().empty() ? info.default_prompt_name : request.prompt_name();
-  if (name.empty()) return nullptr;
-  for (const auto& [known, text] : info.prompts) {
-    if (known == name) return &text;
-  }
-  if (info.prompts.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "prompt_name: unknown prompt '", name, "'; the model defines no prompts "
-        "(config_sentence_transformers.json, GetInfo.prompts): leave prompt_name empty"));
-  }
-  std::vector<std::string> names;
-  for (const auto& p : info.prompts) names.push_back(p.first);
-  return absl::InvalidArgumentError(absl::StrCat("prompt_name: unknown prompt '", name,
-                                                 "'; known: ", absl::StrJoin(names, ", "),
-                                                 " (GetInfo.prompts)"));
-}
-
-// A text tokenized with a prompt of `prompt_bytes` bytes before it: counts the prompt's tokens
-// from `first` on (those that lie within the prompt; a token that reaches into the caller's text
-// is the text's) and moves `offsets` to the caller's text, so that the prompt's tokens are
-// (0, 0) like the special tokens and a token across the boundary starts at 0.
-int64_t ShiftPastPrompt(int64_t prompt_bytes, int64_t first,
-                        std::vector<std::pair<int32_t, int32_t>>& offsets) {
-  int64_t end = first;
-  const int64_t n = static_cast<int64_t>(offsets.size());
-  while (end < n && offsets[end].first < prompt_bytes && offsets[end].second <= prompt_bytes) {
-    ++end;
-  }
-  const auto shift = [prompt_bytes](int32_t at) {
-    return static_cast<int32_t>(std::max<int64_t>(0, at - prompt_bytes));
-  };
-  for (auto& [begin, stop] : offsets) {
-    begin = shift(begin);
-    stop = shift(stop);
-  }
-  return end - first;
-}
-
 }  // namespace
 
 absl::StatusOr<PreparedEmbed> PrepareEmbed(const EmbedRequest& request, const Runtime& runtime,
@@ -137,7 +94,8 @@ absl::StatusOr<PreparedEmbed> PrepareEmbed(const EmbedRequest& request, const Ru
   }
   const bool truncate = over_limit == longenc::v1::OVER_LIMIT_TRUNCATE;
   p.job.normalize = request.has_normalize() ? request.normalize() : info.default_normalize;
-  absl::StatusOr<const std::string*> prompt = FindPrompt(request, info);
+  absl::StatusOr<const std::string*> prompt =
+      model::FindPrompt(info, request.prompt_name(), "prompt_name");
   if (!prompt.ok()) return prompt.status();
   p.job.settings.attention = request.attention();
   p.job.settings.attention_options = request.attention_options();
@@ -189,7 +147,8 @@ absl::StatusOr<PreparedEmbed> PrepareEmbed(const EmbedRequest& request, const Ru
         offsets = std::move(enc->offsets);
         if (*prompt != nullptr) {
           const int64_t first = !ids.empty() && ids[0] == runtime.tokenizer->cls_id() ? 1 : 0;
-          prompt_tokens = ShiftPastPrompt(static_cast<int64_t>((*prompt)->size()), first, offsets);
+          prompt_tokens =
+              model::StripPromptOffsets(static_cast<int64_t>((*prompt)->size()), first, offsets);
         }
         break;
       }

@@ -20,6 +20,7 @@ GetInfo fields.
 """
 import json
 import pathlib
+import subprocess
 import sys
 
 import numpy as np
@@ -29,7 +30,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 import soak  # noqa: E402
 
-pytestmark = pytest.mark.needs_programs("longenc-server")
+pytestmark = pytest.mark.needs_programs("longenc-server", "longenc-encode")
 
 PROMPTS = {"query": "query: ", "passage": "passage of a document: "}
 TEXT = ("The scheduler picks the next task to run. It keeps a red-black tree of runnable "
@@ -64,7 +65,7 @@ def _serve(model_dir, stubs):
 
 
 @pytest.fixture(scope="module")
-def cls_server(model_dir, stubs, tmp_path_factory):
+def cls_dir(model_dir, tmp_path_factory):
     path = _model_copy(model_dir, tmp_path_factory.mktemp("st") / "cls")
     _write_json(path / "modules.json", [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
@@ -75,7 +76,12 @@ def cls_server(model_dir, stubs, tmp_path_factory):
                  "pooling_mode_mean_tokens": False})
     _write_json(path / "sentence_bert_config.json", {"max_seq_length": 128})
     _write_json(path / "config_sentence_transformers.json", {"prompts": PROMPTS})
-    server, stub = _serve(path, stubs)
+    return path
+
+
+@pytest.fixture(scope="module")
+def cls_server(cls_dir, stubs):
+    server, stub = _serve(cls_dir, stubs)
     yield stub
     assert server.stop() == 0
 
@@ -328,3 +334,44 @@ def test_chunks_when_a_token_crosses_the_prompts_end(bpe_server, stubs):
                    chunking=pb2.Chunking(spans=[pb2.Offset(start=0, end=3)]))
     c = spans.embeddings[0].chunks[0]
     assert (c.token_start, c.token_end, c.char_start, c.char_end) == (3, 4, 0, 3)
+
+
+def _encode(build_dir, model_dir, lines, *flags):
+    """longenc-encode's output rows for JSON `lines`."""
+    run = subprocess.run([str(build_dir / "bin" / "longenc-encode"), f"--model_dir={model_dir}",
+                          "--threads=2", "--progress=false", *flags],
+                         input="".join(json.dumps(l) + "\n" for l in lines),
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    return [json.loads(l) for l in run.stdout.splitlines()]
+
+
+def test_longenc_encode_takes_the_same_defaults_and_prompts(build_dir, cls_dir, cls_server,
+                                                            stubs):
+    """longenc-encode reads the directory as the server does: CLS, unnormalised, prompts."""
+    pb2, _ = stubs
+    [row] = _encode(build_dir, cls_dir, [{"id": "a", "text": TEXT}])
+    assert _close(row["embedding"], _vector(cls_server, pb2, TEXT))
+    [row] = _encode(build_dir, cls_dir, [{"text": TEXT}], "--prompt_name=passage",
+                    "--normalize=true")
+    assert _close(row["embedding"], _vector(cls_server, pb2, TEXT, prompt_name="passage",
+                                            normalize=True))
+    rows = _encode(build_dir, cls_dir, [{"text": TEXT}], "--prompt_name=passage", "--chunk=8",
+                   "--overlap=2")
+    served = _embed(cls_server, pb2, [TEXT], prompt_name="passage",
+                    chunking=pb2.Chunking(max_tokens=8, overlap_tokens=2)).embeddings[0].chunks
+    assert len(rows) == len(served)
+    for r, c in zip(rows, served):
+        assert (r["token_start"], r["token_end"], r["char_start"], r["char_end"]) == \
+            (c.token_start, c.token_end, c.char_start, c.char_end)
+        assert _close(r["embedding"], c.values)
+    # Refusals name the flag: an unknown prompt at start, a prompt with token ids per line.
+    run = subprocess.run([str(build_dir / "bin" / "longenc-encode"), f"--model_dir={cls_dir}",
+                          "--prompt_name=instruction"], input="", capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 2 and "--prompt_name: unknown prompt 'instruction'" in run.stderr
+    run = subprocess.run([str(build_dir / "bin" / "longenc-encode"), f"--model_dir={cls_dir}",
+                          "--prompt_name=query", "--progress=false"],
+                         input=json.dumps({"token_ids": [101, 1996, 102]}) + "\n",
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1 and "--prompt_name applies to \"text\" lines" in run.stderr
