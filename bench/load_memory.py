@@ -13,6 +13,7 @@ import os
 import pathlib
 import struct
 import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -46,6 +47,7 @@ def write(path, tensors, dtype, rng):
         header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + n]}
         offset += n
     text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)  # as the safetensors library pads it: data 8-byte aligned
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(text)) + text)
         for name, shape in tensors:
@@ -59,27 +61,14 @@ def write(path, tensors, dtype, rng):
             f.write(values.tobytes())
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--layers", type=int, default=24)
-    ap.add_argument("--hidden", type=int, default=1024)
-    ap.add_argument("--intermediate", type=int, default=4096)
-    ap.add_argument("--vocab", type=int, default=250002)
-    ap.add_argument("--positions", type=int, default=8194)
-    ap.add_argument("--dtype", default="F32", choices=["F32", "F16", "BF16"])
-    ap.add_argument("--shards", type=int, default=1)
-    ap.add_argument("--dir", help="where to write the model (default: a temporary directory)")
-    ap.add_argument("--build", default=str(ROOT / "build"))
-    args = ap.parse_args()
-
-    directory = pathlib.Path(args.dir or tempfile.mkdtemp(prefix="longenc-loadmem-"))
+def write_model(directory, args, tensors):
+    """config.json and the weight files of `tensors` in `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.json").write_text(json.dumps({
         "model_type": "xlm-roberta", "hidden_size": args.hidden, "num_hidden_layers": args.layers,
         "num_attention_heads": args.hidden // 64, "intermediate_size": args.intermediate,
         "vocab_size": args.vocab, "max_position_embeddings": args.positions, "type_vocab_size": 1,
         "pad_token_id": 1, "layer_norm_eps": 1e-5, "hidden_act": "gelu"}))
-    tensors = shapes(args.layers, args.hidden, args.intermediate, args.vocab, args.positions)
     rng = np.random.default_rng(0)
     if args.shards == 1:
         write(directory / "model.safetensors", tensors, args.dtype, rng)
@@ -92,6 +81,31 @@ def main():
             write(directory / name, part, args.dtype, rng)
             weight_map.update({t: name for t, _ in part})
         (directory / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--layers", type=int, default=24)
+    ap.add_argument("--hidden", type=int, default=1024)
+    ap.add_argument("--intermediate", type=int, default=4096)
+    ap.add_argument("--vocab", type=int, default=250002)
+    ap.add_argument("--positions", type=int, default=8194)
+    ap.add_argument("--dtype", default="F32", choices=["F32", "F16", "BF16"])
+    ap.add_argument("--shards", type=int, default=1)
+    ap.add_argument("--dir", help="where to write the model (default: a temporary directory)")
+    ap.add_argument("--build", default=str(ROOT / "build"))
+    ap.add_argument("--write_only", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    directory = pathlib.Path(args.dir or tempfile.mkdtemp(prefix="longenc-loadmem-"))
+    tensors = shapes(args.layers, args.hidden, args.intermediate, args.vocab, args.positions)
+    if args.write_only:
+        write_model(directory, args, tensors)
+        return
+    # Written by a child: the peak RSS the kernel reports for the measured program includes that
+    # of the process it was started from (Python starts it with vfork), so this one stays small.
+    subprocess.run([sys.executable, __file__, "--write_only", f"--dir={directory}"] + sys.argv[1:],
+                   check=True)
     fp32_bytes = sum(int(np.prod(s)) for _, s in tensors) * 4
 
     tool = pathlib.Path(args.build) / "bin" / "longenc-embed-ids"

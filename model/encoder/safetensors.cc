@@ -278,7 +278,10 @@ absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorT
                       {"data_offsets", {offset, offset + t.bytes.size()}}};
     offset += t.bytes.size();
   }
-  const std::string json = header.dump();
+  std::string json = header.dump();
+  // Spaces up to a multiple of 8, as the safetensors library writes it: the data buffer starts
+  // 8-byte aligned, so a reader may point tensors into a map of the file.
+  json.append((8 - json.size() % 8) % 8, ' ');
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);

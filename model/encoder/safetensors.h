@@ -7,7 +7,7 @@
 //
 // Ownership: a SafetensorsFile owns its bytes (a read-only memory map of the file for Open(),
 // a string for Parse()); TensorView::data points into them and lives as long as the file
-// object. Mapped pages are read from the page cache on first touch, so opening a multi-GB
+// object or a holder of bytes_owner(). Mapped pages are read from the page cache on first touch, so opening a multi-GB
 // checkpoint costs no copy; Release() hands pages the caller has consumed back to the kernel,
 // which keeps a load's peak RSS at the model's size. Thread-compatible.
 #ifndef LONGENC_MODEL_ENCODER_SAFETENSORS_H_
@@ -53,6 +53,12 @@ class SafetensorsFile {
   // Drops the resident pages wholly inside [data, data + nbytes) of a mapped file (they are
   // read again from the page cache if touched later); a no-op for Parse()d bytes.
   void Release(const uint8_t* data, int64_t nbytes) const;
+  // True for Open()ed files: the bytes are a read-only map of the file, so a tensor may point
+  // into them (writing through such a pointer faults).
+  bool mapped() const { return mapped_; }
+  // Keeps the bytes (the mapping or the string) alive for as long as the pointer is held, so
+  // tensors that point into them may outlive this object.
+  std::shared_ptr<const void> bytes_owner() const { return owner_; }
 
   SafetensorsFile(SafetensorsFile&&) = default;
   SafetensorsFile& operator=(SafetensorsFile&&) = default;

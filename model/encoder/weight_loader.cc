@@ -4,6 +4,7 @@
 #include <cctype>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,11 @@ class Loader {
       filled_.emplace(item.key(), std::vector<uint8_t>(item.value().size(0), 0));
     }
     if (family.weight_rules != nullptr) rules_ = family.weight_rules(config);
+    for (const auto& item : module.named_modules("", /*include_self=*/false)) {
+      if (dynamic_cast<const torch::nn::EmbeddingImpl*>(item.value().get()) != nullptr) {
+        lookup_tables_.insert(item.key() + ".weight");
+      }
+    }
   }
 
   absl::Status Run() {
@@ -149,6 +155,7 @@ class Loader {
       return Error(absl::StrCat("tensor '", view.name, "' has dtype ", DTypeName(view.dtype),
                                 "; a floating-point type is required"));
     }
+    if (CanMap(entry, target, param, type)) return Map(entry, target.param, param);
     const int64_t part_rows = shape[0] / target.parts;
     const int64_t row_bytes = view.nbytes / std::max<int64_t>(view.shape[0], 1);
     const int64_t slice_rows = std::max<int64_t>(1, kSliceBytes / std::max<int64_t>(row_bytes, 1));
@@ -181,9 +188,49 @@ class Loader {
     return absl::OkStatus();
   }
 
+  // A lookup table (read by row: a request touches only its tokens' rows) that one mapped
+  // tensor fills whole in the parameter's own dtype is pointed at the file instead of copied.
+  bool CanMap(const WeightFiles::Entry& entry, const Target& target, const torch::Tensor& param,
+              torch::ScalarType type) const {
+    const auto address = reinterpret_cast<uintptr_t>(entry.view->data);
+    return entry.file->mapped() && lookup_tables_.count(target.param) > 0 && target.parts == 1 &&
+           target.blocks.size() == 1 && target.blocks[0] == 0 &&
+           param.device().is_cpu() && param.scalar_type() == type &&
+           address % static_cast<uintptr_t>(DTypeSize(entry.view->dtype)) == 0;
+  }
+
+  // Points `param` at the mapped bytes; the tensor holds the mapping alive. Each slice is
+  // checked for NaN and infinity, then its pages are released: only rows that requests read
+  // become resident again (as clean, shared page-cache pages).
+  absl::Status Map(const WeightFiles::Entry& entry, const std::string& name, torch::Tensor& param) {
+    const TensorView& view = *entry.view;
+    std::vector<uint8_t>& filled = filled_[name];
+    if (std::find(filled.begin(), filled.end(), 1) != filled.end()) {
+      return Error(absl::StrCat("tensor '", view.name, "' fills rows of '", name,
+                                "' that another tensor already filled"));
+    }
+    std::fill(filled.begin(), filled.end(), 1);
+    std::shared_ptr<const void> owner = entry.file->bytes_owner();
+    torch::Tensor mapped = torch::from_blob(
+        const_cast<uint8_t*>(view.data), view.shape, [owner](void*) {},
+        torch::TensorOptions().dtype(param.scalar_type()));
+    const int64_t row_bytes = view.nbytes / std::max<int64_t>(view.shape[0], 1);
+    const int64_t slice_rows = std::max<int64_t>(1, kSliceBytes / std::max<int64_t>(row_bytes, 1));
+    for (int64_t done = 0; done < view.shape[0]; done += slice_rows) {
+      const int64_t rows = std::min(slice_rows, view.shape[0] - done);
+      const bool finite = torch::isfinite(mapped.narrow(0, done, rows)).all().item<bool>();
+      entry.file->Release(view.data + done * row_bytes, rows * row_bytes);
+      if (!finite) return Error(absl::StrCat("tensor '", view.name, "' holds NaN or infinite values"));
+    }
+    // The module's own (initialised) storage is dropped: every holder of `param` sees the map.
+    param.set_data(mapped);
+    return absl::OkStatus();
+  }
+
   const WeightFiles& files_;
   const Family& family_;
   std::vector<WeightRule> rules_;
+  std::set<std::string> lookup_tables_;
   std::map<std::string, torch::Tensor> params_;
   std::map<std::string, std::vector<uint8_t>> filled_;
 };

@@ -4,8 +4,13 @@
 // checkpoint tensor must be used or known to be unused (heads, poolers, buffers): a 12-layer
 // file under a 6-layer config, or biases the config does not have, are errors naming a tensor.
 //
-// Memory: tensors are copied in slices of a few MiB and each consumed slice of the mapped file
-// is released at once, so the peak RSS of a load is the model's fp32 size plus one slice.
+// Memory: a lookup table (a torch::nn::Embedding's weight: the word embedding, 1 GB of bge-m3's
+// 2.2 GB) that one tensor of the parameter's own dtype fills is not copied: the parameter points
+// into the read-only map of the file and holds the map alive, so only the rows that requests
+// read become resident (shared, clean page-cache pages). The parameter must never be written
+// in place. Other tensors are copied in slices of a few MiB and each consumed slice of the map
+// is released at once, so the peak RSS of a load is the size of the copied parameters plus one
+// slice. Every value is checked to be finite either way.
 #ifndef LONGENC_MODEL_ENCODER_WEIGHT_LOADER_H_
 #define LONGENC_MODEL_ENCODER_WEIGHT_LOADER_H_
 

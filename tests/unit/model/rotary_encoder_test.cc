@@ -1,13 +1,18 @@
 // The RoPE families' shared pieces: banded attention equals exact attention under the band
-// mask at any length, window and block; the checkpoint loader round-trips published names and
-// refuses missing, surplus and misshapen tensors naming them.
+// mask at any length, window and block; the checkpoint loader round-trips published names,
+// refuses missing, surplus, misshapen and non-finite tensors naming them, and points the
+// word embedding at the mapped file instead of copying it.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -119,6 +124,65 @@ TEST_F(LoaderTest, RoundTripsPublishedNames) {
   ASSERT_TRUE(Load(tensors, loaded).ok());
   for (const auto& item : source->named_parameters()) {
     EXPECT_TRUE(torch::equal(item.value(), loaded->named_parameters()[item.key()])) << item.key();
+  }
+}
+
+// The [begin, end) addresses of the mappings of `path` in this process (/proc/self/maps).
+std::vector<std::pair<uintptr_t, uintptr_t>> MappingsOf(const std::string& path) {
+  std::vector<std::pair<uintptr_t, uintptr_t>> out;
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    if (line.size() < path.size() || line.compare(line.size() - path.size(), path.size(), path) != 0) {
+      continue;
+    }
+    unsigned long begin = 0, end = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx", &begin, &end) == 2) out.emplace_back(begin, end);
+  }
+  return out;
+}
+
+// A source model whose every parameter holds finite values (the word embedding may be made
+// uninitialised, for the loader to fill).
+RotaryEncoder FiniteSource(const EncoderConfig& config) {
+  RotaryEncoder source(config);
+  torch::NoGradGuard no_grad;
+  source->named_parameters()["embeddings.word.weight"].normal_();
+  return source;
+}
+
+TEST_F(LoaderTest, WordEmbeddingPointsAtTheMappedFile) {
+  torch::manual_seed(2);
+  RotaryEncoder source = FiniteSource(config_);
+  const auto tensors = Published(source, config_);
+  RotaryEncoder loaded(config_);
+  ASSERT_TRUE(Load(tensors, loaded).ok());
+  const torch::Tensor word = loaded->named_parameters()["embeddings.word.weight"];
+  EXPECT_TRUE(torch::equal(word, source->named_parameters()["embeddings.word.weight"]));
+  const auto address = reinterpret_cast<uintptr_t>(word.data_ptr());
+  bool inside = false;
+  for (const auto& [begin, end] : MappingsOf(File())) inside |= begin <= address && address < end;
+  EXPECT_TRUE(inside) << "the word embedding was copied, not mapped";
+  // Matrices read whole by every forward are copied (a map of them would save nothing).
+  const auto layer = reinterpret_cast<uintptr_t>(loaded->named_parameters()["layers.0.qkv.weight"].data_ptr());
+  for (const auto& [begin, end] : MappingsOf(File())) EXPECT_FALSE(begin <= layer && layer < end);
+}
+
+TEST_F(LoaderTest, RefusesNonFiniteValuesInMappedAndCopiedTensors) {
+  RotaryEncoder source = FiniteSource(config_);
+  for (const std::string name : {"model.embeddings.tok_embeddings.weight", "model.layers.1.attn.Wo.weight"}) {
+    auto tensors = Published(source, config_);
+    bool found = false;
+    for (auto& t : tensors) {
+      if (t.name != name) continue;
+      const float nan = std::numeric_limits<float>::quiet_NaN();
+      std::memcpy(t.bytes.data() + t.bytes.size() - sizeof(float), &nan, sizeof(float));
+      found = true;
+    }
+    ASSERT_TRUE(found) << name;
+    RotaryEncoder into(config_);
+    EXPECT_THAT(std::string(Load(tensors, into).message()),
+                HasSubstr("'" + name + "' holds NaN or infinite values"));
   }
 }
 
