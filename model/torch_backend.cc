@@ -36,6 +36,7 @@
 #include "model/attention/registry.h"
 #include "model/checkpoint.h"
 #include "model/cuda_memory.h"
+#include "model/device.h"
 #include "model/encoder/config.h"
 #include "model/encoder/encoder_model.h"
 #include "model/encoder/weight_files.h"
@@ -167,11 +168,25 @@ class TorchBackend final : public Backend {
     }
   }
 
+  // One short document; on an accelerator also one of a realistic length (min(2048, the
+  // limit)) per operator setting, so the allocator, the BLAS handles, the attention kernels and
+  // the head-group sizing are set up before the first request.
   absl::Status WarmUp() {
     Batch batch;
     std::vector<int32_t> ids(16, static_cast<int32_t>(info_.vocab_size - 1));
     batch.Add(ids);
-    return Embed(batch).status();
+    RETURN_IF_ERROR(Embed(batch).status());
+    if (device_.is_cpu()) return absl::OkStatus();
+    std::vector<EncodeSettings> all = {EncodeSettings{}};
+    for (const auto& [name, preset] : presets_) all.push_back(EncodeSettings{name, "", ""});
+    for (const EncodeSettings& settings : all) {
+      Batch longer;
+      longer.settings = settings;
+      longer.Add(std::vector<int32_t>(std::min<int64_t>(2048, MaxTokens(settings)),
+                                      static_cast<int32_t>(info_.vocab_size - 1)));
+      RETURN_IF_ERROR(Embed(longer).status());
+    }
+    return absl::OkStatus();
   }
 
   // Builds and pins the cores of the operator's settings (the default and every preset), so
@@ -336,7 +351,7 @@ class TorchBackend final : public Backend {
         valid_a[b][t] = true;
       }
     }
-    return {ids.to(device_), valid.to(device_)};
+    return InputsToDevice(ids, valid, device_);
   }
 
   // Last hidden states [B, N, Hd] of padded sequences, one-pass positions.
@@ -363,14 +378,15 @@ class TorchBackend final : public Backend {
     }
   }
 
-  // One row [Hd] of hidden [B, N, Hd]: sequence b pooled as `pooling` says.
+  // One row [Hd] of hidden [B, N, Hd]: sequence b pooled as `pooling` says. `length`: its
+  // token count when the caller knows it (no read back from the device), else -1.
   static torch::Tensor PoolRow(const torch::Tensor& hidden, const torch::Tensor& valid, int64_t b,
-                               Pooling pooling) {
+                               Pooling pooling, int64_t length = -1) {
     switch (pooling) {
       case Pooling::kCls:
         return hidden[b][0];
       case Pooling::kLastToken:
-        return hidden[b][valid[b].sum().item<int64_t>() - 1];
+        return hidden[b][(length >= 0 ? length : valid[b].sum().item<int64_t>()) - 1];
       case Pooling::kMean:
         break;
     }
@@ -430,7 +446,8 @@ class TorchBackend final : public Backend {
   std::vector<float> Finish(const torch::Tensor& vectors, const std::vector<uint8_t>& normalize) const {
     torch::Tensor mask = torch::from_blob(const_cast<uint8_t*>(normalize.data()),
                                           {static_cast<int64_t>(normalize.size()), 1}, torch::kUInt8)
-                             .to(device_, torch::kBool);
+                             .to(torch::kBool);
+    mask = ToDeviceAsync(mask, device_);
     torch::Tensor out = torch::where(mask, encoder::L2Normalize(vectors), vectors)
                             .to(torch::kCPU, torch::kFloat32).contiguous();
     return std::vector<float>(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
@@ -478,7 +495,7 @@ class TorchBackend final : public Backend {
         auto [ids, valid] = Pad(batch, {i});
         torch::Tensor hidden = Forward(ids, valid, scheme, cores);
         AddChunkSums(batch, i, hidden[0], 0, chunk_sums);
-        pooled[i] = PoolRow(hidden, valid, 0, batch.pooling[i]);
+        pooled[i] = PoolRow(hidden, valid, 0, batch.pooling[i], batch.length(i));
       }
     }
     if (!short_rows.empty()) {
@@ -486,7 +503,7 @@ class TorchBackend final : public Backend {
       torch::Tensor hidden = Forward(ids, valid, scheme, cores);
       for (size_t b = 0; b < short_rows.size(); ++b) {
         const int64_t i = short_rows[b];
-        pooled[i] = PoolRow(hidden, valid, static_cast<int64_t>(b), batch.pooling[i]);
+        pooled[i] = PoolRow(hidden, valid, static_cast<int64_t>(b), batch.pooling[i], batch.length(i));
         AddChunkSums(batch, i, hidden[b].slice(0, 0, batch.length(i)), 0, chunk_sums);
       }
     }
@@ -502,7 +519,7 @@ class TorchBackend final : public Backend {
           normalize.push_back(batch.normalize[i]);
         }
       }
-      chunk_sums /= torch::tensor(sizes).unsqueeze(1).to(device_);
+      chunk_sums /= ToDeviceAsync(torch::tensor(sizes).unsqueeze(1), device_);
       result.chunk_embeddings = Finish(chunk_sums, normalize);
     }
     if (cpu) {
