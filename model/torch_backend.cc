@@ -39,6 +39,7 @@
 #include "model/device.h"
 #include "model/encoder/config.h"
 #include "model/encoder/encoder_model.h"
+#include "model/encoder/packed_encoder.h"
 #include "model/encoder/weight_files.h"
 #include "model/encoder/pooling.h"
 #include "model/encoder/sentence_transformers.h"
@@ -110,7 +111,11 @@ class TorchBackend final : public Backend {
         seed_(seed),
         policy_(std::move(policy)),
         presets_(std::move(presets)),
-        max_exact_tokens_(max_exact_tokens) {}
+        max_exact_tokens_(max_exact_tokens) {
+    if (device_.is_cpu()) {
+      packed_ = encoder::PackedEncoder::Create(model_->module(), model_->config(), model_->position_table());
+    }
+  }
 
   const ModelInfo& info() const override { return info_; }
 
@@ -453,6 +458,29 @@ class TorchBackend final : public Backend {
     return std::vector<float>(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
   }
 
+  // Short documents under exact attention with its default options: one unpadded forward
+  // (model/encoder/packed_encoder.h), pooled here as PoolRow does.
+  void EmbedPacked(const Batch& batch, const std::vector<int64_t>& rows, torch::Tensor& pooled,
+                   torch::Tensor& chunk_sums) const {
+    std::vector<int64_t> ids, lengths;
+    for (int64_t i : rows) {
+      ids.insert(ids.end(), batch.token_ids.begin() + batch.offsets[i],
+                 batch.token_ids.begin() + batch.offsets[i + 1]);
+      lengths.push_back(batch.length(i));
+    }
+    const torch::Tensor hidden = packed_->Forward(torch::tensor(ids).to(device_), lengths);
+    int64_t first = 0;
+    for (size_t b = 0; b < rows.size(); ++b) {
+      const int64_t i = rows[b], n = lengths[b];
+      const torch::Tensor states = hidden.narrow(0, first, n);
+      pooled[i] = batch.pooling[i] == Pooling::kCls         ? states[0]
+                  : batch.pooling[i] == Pooling::kLastToken ? states[n - 1]
+                                                            : states.mean(0);
+      AddChunkSums(batch, i, states, 0, chunk_sums);
+      first += n;
+    }
+  }
+
   absl::StatusOr<BatchResult> EmbedOrThrow(const Batch& batch) {
     RETURN_IF_ERROR(Validate(batch));
     const EncodeSettings settings = Resolve(batch.settings);
@@ -498,7 +526,10 @@ class TorchBackend final : public Backend {
         pooled[i] = PoolRow(hidden, valid, 0, batch.pooling[i], batch.length(i));
       }
     }
-    if (!short_rows.empty()) {
+    if (!short_rows.empty() && packed_ != nullptr && settings.attention == "full" &&
+        settings.attention_options.empty()) {
+      EmbedPacked(batch, short_rows, pooled, chunk_sums);
+    } else if (!short_rows.empty()) {
       auto [ids, valid] = Pad(batch, short_rows);
       torch::Tensor hidden = Forward(ids, valid, scheme, cores);
       for (size_t b = 0; b < short_rows.size(); ++b) {
@@ -536,6 +567,7 @@ class TorchBackend final : public Backend {
 
   const ModelInfo info_;
   std::unique_ptr<encoder::EncoderModel> model_;
+  std::unique_ptr<encoder::PackedEncoder> packed_;  // null: every batch takes the padded path
   const torch::Device device_;
   const uint64_t seed_;
   const RequestPolicy policy_;
