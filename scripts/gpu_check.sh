@@ -25,7 +25,7 @@ while [ $# -gt 0 ]; do
     --cpu) mode=cpu ;;
     --no-build) do_build=0 ;;
     --out) out="$2"; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "gpu_check.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
