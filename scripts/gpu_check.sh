@@ -9,7 +9,7 @@
 #   scripts/gpu_check.sh --cpu    the same pipeline on CPU at small sizes, where the *_CUDA tests
 #                                 must skip: a dry run that `make test` runs so this script cannot rot
 #
-# Options: --no-build (use $BUILD as it is), --out DIR (default $BUILD/gpu-check: report.md,
+# Options: --no-build (use $BUILD as it is), --out DIR (default $BUILD/gpu-check: report.txt,
 # results.jsonl, the tests' output). Environment: BUILD (default build), JOBS, GPU_CHECK_SECONDS
 # (default 360: the measurements stop there, so tests plus measurements stay within 8 minutes of
 # GPU time after the build; rows not measured say so).
@@ -137,9 +137,9 @@ stage "measurements"
 status=0
 "$build/bin/gpu_check_bench" --device="$device" --ids="$out/ids.json" --dtypes="$dtypes" \
   --lengths="$lengths" --max_seconds="${GPU_CHECK_SECONDS:-360}" "${bench_args[@]}" \
-  --out="$out/results.jsonl" | tee "$out/report.md" || status=1
+  --out="$out/results.jsonl" | tee "$out/report.txt" || status=1
 done_stage measurements
 
 echo "gpu_check.sh ($mode): $([ $status = 0 ] && echo OK || echo FAILED) in $((SECONDS - start)) s," \
-  "$((SECONDS - gpu_start)) s after the build; report in $out/report.md"
+  "$((SECONDS - gpu_start)) s after the build; report in $out/report.txt"
 exit $status
