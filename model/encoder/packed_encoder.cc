@@ -68,8 +68,10 @@ std::unique_ptr<PackedEncoder> PackedEncoder::Create(torch::nn::Module& module,
     return p == nullptr ? torch::Tensor() : p->detach();
   };
   torch::Tensor word = get("embeddings.word_embeddings.weight");
-  if (!word.defined() || !word.device().is_cpu()) return nullptr;
-  const torch::ScalarType dtype = word.scalar_type();
+  // The model's dtype is its linear layers' (the word table may be a map of the file).
+  const torch::Tensor first_query = get("encoder.layer.0.attention.self.query.weight");
+  if (!word.defined() || !first_query.defined() || !first_query.device().is_cpu()) return nullptr;
+  const torch::ScalarType dtype = first_query.scalar_type();
   if (dtype != torch::kFloat && dtype != torch::kBFloat16) return nullptr;
 
   std::unique_ptr<PackedEncoder> encoder(new PackedEncoder());

@@ -7,8 +7,9 @@
 // through oneDNN with weights reordered once at load (fused Q/K/V, GELU fused into the
 // intermediate projection, the residual add fused into the output projections), and attention
 // runs per document (SDPA without a mask). The arithmetic is the same as BertModel's: float32
-// models stay float32 throughout; reduced-precision models keep BertModel's rule (embedding sum
-// and LayerNorm statistics in float32, attention computed in float32).
+// models stay float32 throughout; bfloat16 models keep BertModel's rule (linear layers in
+// bfloat16 through oneDNN's bf16 kernels; embedding sum, LayerNorm statistics and attention in
+// float32).
 //
 // Only post-norm BERT layouts with learned positions (bert, xlm_roberta) on CPU with oneDNN;
 // Create() returns null otherwise and callers keep the padded path. Memory: one extra copy of
