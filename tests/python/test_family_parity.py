@@ -20,46 +20,11 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 from safetensors.torch import load_file, save_file  # noqa: E402
 
+from family_models import SIZES, config_of as _config, random_model as _model  # noqa: E402
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 LENGTHS = [3, 7, 64, 300, 1100, 2100]
-SIZES = dict(vocab_size=120, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-             intermediate_size=48)
-
-
-def _config(family, **extra):
-    """A small config of `family` (transformers 5 dialect)."""
-    if family == "bert":
-        return transformers.BertConfig(**SIZES, max_position_embeddings=2200, **extra)
-    if family == "xlm_roberta":
-        return transformers.XLMRobertaConfig(**SIZES, max_position_embeddings=2200 + 2,
-                                             pad_token_id=1, type_vocab_size=1, **extra)
-    if family == "nomic_bert":
-        return transformers.NomicBertConfig(**SIZES, max_position_embeddings=512, **extra)
-    if family == "gte":
-        return transformers.GteConfig(**SIZES, max_position_embeddings=512, pad_token_id=0,
-                                      type_vocab_size=0, **extra)
-    if family == "modernbert":
-        sizes = dict(SIZES, num_hidden_layers=4)
-        return transformers.ModernBertConfig(**sizes, max_position_embeddings=512, pad_token_id=0,
-                                             bos_token_id=2, eos_token_id=3, cls_token_id=2,
-                                             sep_token_id=3, local_attention=16,
-                                             global_attn_every_n_layers=3, **extra)
-    raise ValueError(family)
-
-
-def _model(config, seed=0):
-    """transformers' base model with weights large enough that positions matter."""
-    config._attn_implementation = "eager"
-    torch.manual_seed(seed)
-    model = transformers.AutoModel.from_config(config, attn_implementation="eager")
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.dim() == 1 and ("norm" in name.lower() or "LayerNorm" in name):
-                p.copy_(1 + 0.2 * torch.randn_like(p) if name.endswith("weight") else 0.2 * torch.randn_like(p))
-            else:
-                p.normal_(0, 0.2)
-    return model.eval()
 
 
 def _docs(config, seed=1):
