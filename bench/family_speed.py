@@ -153,6 +153,8 @@ def run_encode(args, directory, attention, options, ids, copies=None):
     if status != 0:
         raise RuntimeError(f"{' '.join(cmd)}: {stderr[-1000:]}")
     row = {"copies": copies, "peak_rss_mb": usage.ru_maxrss / 1024,
+           "binary_mtime": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(
+               os.path.getmtime(args.binary))),
            "cpu_seconds": usage.ru_utime + usage.ru_stime, "wall_seconds": wall,
            "loadavg": os.getloadavg()[0]}
     if copies:
