@@ -10,9 +10,11 @@ What it runs, in one process and one run:
 Both stay up for the whole run. Documents are real text: linux-doc files of 64..512 tokens
 (bench/corpus.py, [CLS]/[SEP] counted), `--documents` of them in the corpus' stable order. Every
 point (documents per request x concurrency) runs on both servers back to back, closed loop
-(`C` client threads, each sending its next request when the previous one is answered), for
-`--duration` seconds after `--warmup`; the order alternates from point to point (ABBA) and the
-whole sweep repeats `--repeat` times; the table shows medians over the repeats. Tokens/s counts
+(`C` client threads, each sending its next request when the previous one is answered): a
+warm-up (`--warmup` seconds and one answer per client), then a window of `--duration` seconds
+that lasts until `--rounds` x C requests were answered in it; the order alternates from point
+to point (ABBA) and the whole sweep repeats `--repeat` times; the table shows medians over the
+repeats. Tokens/s counts
 the documents' tokens (the same tokenizer on both sides); latency is per request, client side.
 
 Infinity truncates at the model's sentence-transformers max_seq_length (256 for
@@ -38,11 +40,13 @@ point gives tokens per CPU-second (less sensitive to other processes than wall-c
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import http.client
 import json
 import math
 import os
 import pathlib
+import signal
 import statistics
 import subprocess
 import sys
@@ -199,15 +203,17 @@ class Infinity:
         self._log.close()
 
 
-def run_point(server, texts, lengths, per_request, concurrency, warmup, duration):
-    """Closed loop: `concurrency` threads for warmup + duration seconds. Tokens/s counts the
-    requests answered inside the measured window; latencies are theirs."""
+def run_point(server, texts, lengths, per_request, concurrency, warmup, duration, rounds):
+    """Closed loop with `concurrency` threads. Warm-up: `warmup` seconds and until every client
+    has been answered once. Measured window: `duration` seconds and until `rounds` x
+    `concurrency` requests were answered in it (heavy points on a busy machine take longer).
+    Tokens/s counts the requests answered inside the window; latencies are theirs."""
     stop = threading.Event()
-    t_begin = time.perf_counter() + warmup
-    t_end = t_begin + duration
+    lock = threading.Lock()
+    window = {"begin": None, "end": None}
+    answered = [0] * concurrency
     records = []  # (latency, tokens) of requests answered inside the window
     errors = []
-    lock = threading.Lock()
 
     def worker(index):
         embed = server.client()
@@ -224,27 +230,38 @@ def run_point(server, texts, lengths, per_request, concurrency, warmup, duration
                 stop.set()
                 return
             t1 = time.perf_counter()
-            if t_begin <= t1 <= t_end:
-                with lock:
+            with lock:
+                answered[index] += 1
+                if window["begin"] is not None and window["end"] is None and t1 >= window["begin"]:
                     records.append((t1 - t0, sum(lengths[p] for p in picks)))
-            if t1 >= t_end:
-                return
 
     threads = [threading.Thread(target=worker, args=(c,), daemon=True) for c in range(concurrency)]
+    start = time.perf_counter()
     for t in threads:
         t.start()
-    time.sleep(max(0.0, t_begin - time.perf_counter()))
+    while not errors and (time.perf_counter() - start < warmup or min(answered) == 0):
+        time.sleep(0.05)
+    with lock:
+        window["begin"] = time.perf_counter()
     cpu0 = cpu_seconds(server.pid)
-    time.sleep(max(0.0, t_end - time.perf_counter()))
+    while not errors:
+        with lock:
+            elapsed = time.perf_counter() - window["begin"]
+            if elapsed >= duration and len(records) >= rounds * concurrency:
+                window["end"] = time.perf_counter()
+                break
+        time.sleep(0.05)
     cpu1 = cpu_seconds(server.pid)
+    stop.set()
     for t in threads:
         t.join()
     if errors:
         raise RuntimeError(f"{server.name}: {errors[0]}")
+    seconds = window["end"] - window["begin"]
     tokens = sum(n for _, n in records)
     latencies = [s for s, _ in records]
-    return {"requests": len(records), "tokens": tokens,
-            "tokens_per_s": tokens / duration,
+    return {"requests": len(records), "seconds": seconds, "tokens": tokens,
+            "tokens_per_s": tokens / seconds,
             "tokens_per_cpu_s": tokens / max(1e-9, cpu1 - cpu0),
             "p50_ms": 1000 * percentile(latencies, 0.50),
             "p99_ms": 1000 * percentile(latencies, 0.99)}
@@ -282,7 +299,11 @@ def main():
     parser.add_argument("--documents", type=int, default=256,
                         help="distinct documents, cycled through")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds per point, unmeasured")
-    parser.add_argument("--duration", type=float, default=15.0, help="measured seconds per point")
+    parser.add_argument("--duration", type=float, default=15.0,
+                        help="measured seconds per point (at least)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="the window also lasts until rounds x concurrency requests were "
+                             "answered in it")
     parser.add_argument("--repeat", type=int, default=1, help="sweeps; the table shows medians")
     parser.add_argument("--only", choices=["longenc", "infinity"],
                         help="run one server only (no ratios)")
@@ -292,6 +313,7 @@ def main():
     if args.install:
         install(args.infinity_venv)
         return
+    faulthandler.register(signal.SIGUSR1)  # kill -USR1 <pid>: every thread's stack, if stuck
     if not SERVER.exists():
         sys.exit(f"{SERVER} not found: build longenc-server first")
 
@@ -307,10 +329,11 @@ def main():
     workdir = tempfile.mkdtemp(prefix="vs-infinity-")
     servers = []
     try:
-        if args.only != "infinity":
-            servers.append(Longenc(args.threads, args.server_flags.split(), workdir))
+        # Infinity first: no process is forked once this one holds a gRPC channel.
         if args.only != "longenc":
             servers.append(Infinity(args.infinity_venv, args.threads, args.batch_size, workdir))
+        if args.only != "infinity":
+            servers.insert(0, Longenc(args.threads, args.server_flags.split(), workdir))
         if len(servers) == 2:
             cos = check_same_embeddings(servers[0], servers[1], texts[:16])
             print(f"same embeddings: min cosine {cos:.6f} over 16 documents", flush=True)
@@ -325,12 +348,14 @@ def main():
                 order = servers[::-1] if flip else servers
                 flip = not flip
                 for server in order:
-                    m = run_point(server, texts, lengths, d, c, args.warmup, args.duration)
+                    m = run_point(server, texts, lengths, d, c, args.warmup, args.duration,
+                                  args.rounds)
                     results.setdefault((server.name, d, c), []).append(m)
                     print(f"[{rep + 1}/{args.repeat}] {server.name:8s} docs/req {d} C {c:2d}: "
                           f"{m['tokens_per_s']:7.0f} tok/s  {m['tokens_per_cpu_s']:6.0f} "
                           f"tok/CPU-s  p50 {m['p50_ms']:7.1f} ms  p99 {m['p99_ms']:7.1f} ms  "
-                          f"({m['requests']} requests; load {load_average()})", flush=True)
+                          f"({m['requests']} requests in {m['seconds']:.0f} s; "
+                          f"load {load_average()})", flush=True)
     finally:
         for server in servers:
             server.stop()
