@@ -14,6 +14,8 @@ namespace {
 
 // Token rows per feed-forward block, as BertLayer (bounded temporaries, a checkpoint each).
 constexpr int64_t kFeedForwardRows = 4096;
+// The most memory the reordered copy of the linear weights may take (bert-base: 340 MB).
+constexpr int64_t kMaxReorderedBytes = int64_t{512} << 20;
 
 // oneDNN's fused linear ops, registered by LibTorch's CPU library (the ones torch.compile's
 // CPU backend emits); looked up once.
@@ -74,6 +76,15 @@ std::unique_ptr<PackedEncoder> PackedEncoder::Create(torch::nn::Module& module,
   const torch::ScalarType dtype = first_query.scalar_type();
   if (dtype != torch::kFloat && dtype != torch::kBFloat16) return nullptr;
 
+  // The reordered weights are a second copy of the linear layers: bounded, so that a large
+  // model (bge-m3: 1.2 GB in float32) keeps its memory and the padded path.
+  int64_t linear_bytes = 0;
+  for (const auto& item : params) {
+    if (item.key().rfind("encoder.layer.", 0) == 0 && item.value().dim() == 2) {
+      linear_bytes += item.value().numel() * static_cast<int64_t>(c10::elementSize(dtype));
+    }
+  }
+  if (linear_bytes > kMaxReorderedBytes) return nullptr;
   std::unique_ptr<PackedEncoder> encoder(new PackedEncoder());
   encoder->config_ = config;
   encoder->dtype_ = dtype;

@@ -13,7 +13,8 @@
 //
 // Only post-norm BERT layouts with learned positions (bert, xlm_roberta) on CPU with oneDNN;
 // Create() returns null otherwise and callers keep the padded path. Memory: one extra copy of
-// the linear weights in oneDNN's layout (42 MB for all-MiniLM-L6-v2 in float32).
+// the linear weights in oneDNN's layout (42 MB for all-MiniLM-L6-v2 in float32); a model whose
+// copy would pass 512 MiB keeps the padded path.
 //
 // Thread-compatible: Forward() from one thread at a time (the inference thread). It calls
 // model::AtCheckpoint() before every layer and feed-forward block, as BertModel does.
