@@ -3,14 +3,15 @@
 
 Short texts: --short documents of real linux-doc text (bench/corpus.py, one document each, in a
 seeded order), cut at token boundaries to lengths spread over 3..512 tokens ([CLS] and [SEP]
-included), encoded with exact attention, and with each efficient variant forced onto its
-efficient path (min_len_efficient=0; by default they run exact attention below 512 tokens).
+included), encoded with exact attention; with --short_variants also with each efficient variant
+forced onto its efficient path (min_len_efficient=0; by default they run exact attention below
+512 tokens), which is slow on a shared 2-core machine.
 Long documents: --long_docs documents of exactly N tokens per N in --long_lengths (linux-doc
 text concatenated, corpus.concatenated_ids) with exact attention (N <= 16384) and each variant
 at its defaults, position mode as the server's default (grouped,logscale).
 Both sides use the same variant and options: the table isolates what the dtype changes.
 
-  nice -n 10 .venv/bin/python bench/quality/dtype_fidelity.py --threads 2
+  nice -n 10 .venv/bin/python bench/quality/dtype_fidelity.py --threads 1
 
 Prints a markdown table (min and mean cosine per row) and writes
 bench/results/dtype_fidelity.raw (git-ignored).
@@ -79,7 +80,8 @@ def main():
     p.add_argument("--binary", default=str(ROOT / "build" / "bin" / "longenc-encode"))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--short", type=int, default=120, help="short texts (3..512 tokens)")
-    p.add_argument("--long_lengths", default="2048,8192,16384")
+    p.add_argument("--short_variants", action="store_true")
+    p.add_argument("--long_lengths", default="4096,16384")
     p.add_argument("--long_docs", type=int, default=2, help="documents per long length")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "dtype_fidelity.raw"))
     args = p.parse_args()
@@ -98,7 +100,7 @@ def main():
     short = short_documents(args.short)
     span = f"{min(map(len, short))}–{max(map(len, short))}"
     add("full", span, "full", "", short)
-    for v in VARIANTS:
+    for v in VARIANTS if args.short_variants else []:
         add(f"{v} (min_len_efficient=0)", span, v, "min_len_efficient=0", short)
     for n in [int(x) for x in filter(None, args.long_lengths.split(","))]:
         docs = [corpus.concatenated_ids(n, seed=s) for s in range(args.long_docs)]
