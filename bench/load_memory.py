@@ -5,7 +5,8 @@ positions, 250,002 tokens) tensor by tensor, so this script never holds the whol
 starts `longenc-embed-ids --info` on it (load + warm-up, nothing else) and reports the child's
 peak RSS (getrusage) divided by the fp32 weight bytes. Issue 13 asks for <= 1.2.
 
-  .venv/bin/python bench/load_memory.py [--dtype F32|F16|BF16] [--shards N] [--dir DIR]
+  .venv/bin/python bench/load_memory.py [--dtype F32|F16|BF16] [--model_dtype float32|bfloat16]
+                                        [--shards N] [--dir DIR]
 """
 import argparse
 import json
@@ -90,7 +91,9 @@ def main():
     ap.add_argument("--intermediate", type=int, default=4096)
     ap.add_argument("--vocab", type=int, default=250002)
     ap.add_argument("--positions", type=int, default=8194)
-    ap.add_argument("--dtype", default="F32", choices=["F32", "F16", "BF16"])
+    ap.add_argument("--dtype", default="F32", choices=["F32", "F16", "BF16"], help="of the files")
+    ap.add_argument("--model_dtype", default="float32", choices=["float32", "bfloat16"],
+                    help="what the program computes in (its --dtype)")
     ap.add_argument("--shards", type=int, default=1)
     ap.add_argument("--dir", help="where to write the model (default: a temporary directory)")
     ap.add_argument("--build", default=str(ROOT / "build"))
@@ -109,14 +112,16 @@ def main():
     fp32_bytes = sum(int(np.prod(s)) for _, s in tensors) * 4
 
     tool = pathlib.Path(args.build) / "bin" / "longenc-embed-ids"
-    proc = subprocess.Popen([str(tool), f"--model_dir={directory}", "--info", "--threads=1"],
+    proc = subprocess.Popen([str(tool), f"--model_dir={directory}", "--info", "--threads=1",
+                             f"--dtype={args.model_dtype}"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     out, err = proc.stdout.read(), proc.stderr.read()
     if status != 0:
         raise SystemExit(f"{tool} failed: {err.decode()}")
     peak = usage.ru_maxrss * 1024
-    print(json.dumps({"dir": str(directory), "dtype": args.dtype, "shards": args.shards,
+    print(json.dumps({"dir": str(directory), "dtype": args.dtype, "model_dtype": args.model_dtype,
+                      "shards": args.shards,
                       "parameters": fp32_bytes // 4, "fp32_weights_mib": round(fp32_bytes / 2**20),
                       "peak_rss_mib": round(peak / 2**20), "ratio": round(peak / fp32_bytes, 3),
                       "info": json.loads(out)}))

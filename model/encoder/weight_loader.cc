@@ -55,7 +55,7 @@ class Loader {
  public:
   Loader(const WeightFiles& files, const Family& family, const EncoderConfig& config,
          torch::nn::Module& module)
-      : files_(files), family_(family) {
+      : files_(files), family_(family), vocab_size_(config.vocab_size) {
     for (auto& item : module.named_parameters(/*recurse=*/true)) {
       params_.emplace(item.key(), item.value());
       filled_.emplace(item.key(), std::vector<uint8_t>(item.value().size(0), 0));
@@ -155,7 +155,7 @@ class Loader {
       return Error(absl::StrCat("tensor '", view.name, "' has dtype ", DTypeName(view.dtype),
                                 "; a floating-point type is required"));
     }
-    if (CanMap(entry, target, param, type)) return Map(entry, target.param, param);
+    if (CanMap(entry, target, param, type)) return Map(entry, target.param, type, param);
     const int64_t part_rows = shape[0] / target.parts;
     const int64_t row_bytes = view.nbytes / std::max<int64_t>(view.shape[0], 1);
     const int64_t slice_rows = std::max<int64_t>(1, kSliceBytes / std::max<int64_t>(row_bytes, 1));
@@ -190,19 +190,25 @@ class Loader {
 
   // A lookup table (read by row: a request touches only its tokens' rows) that one mapped
   // tensor fills whole in the parameter's own dtype is pointed at the file instead of copied.
+  // So is a bf16/fp16 vocabulary table under a float32 model: every reader of the table widens
+  // the rows it looks up to float32 (exactly), so it may stay in the file's dtype.
   bool CanMap(const WeightFiles::Entry& entry, const Target& target, const torch::Tensor& param,
               torch::ScalarType type) const {
     const auto address = reinterpret_cast<uintptr_t>(entry.view->data);
+    const bool widened_on_lookup = param.scalar_type() == torch::kFloat &&
+                                   (type == torch::kBFloat16 || type == torch::kHalf) &&
+                                   param.size(0) == vocab_size_;
     return entry.file->mapped() && lookup_tables_.count(target.param) > 0 && target.parts == 1 &&
-           target.blocks.size() == 1 && target.blocks[0] == 0 &&
-           param.device().is_cpu() && param.scalar_type() == type &&
+           target.blocks.size() == 1 && target.blocks[0] == 0 && param.device().is_cpu() &&
+           (param.scalar_type() == type || widened_on_lookup) &&
            address % static_cast<uintptr_t>(DTypeSize(entry.view->dtype)) == 0;
   }
 
   // Points `param` at the mapped bytes; the tensor holds the mapping alive. Each slice is
   // checked for NaN and infinity, then its pages are released: only rows that requests read
   // become resident again (as clean, shared page-cache pages).
-  absl::Status Map(const WeightFiles::Entry& entry, const std::string& name, torch::Tensor& param) {
+  absl::Status Map(const WeightFiles::Entry& entry, const std::string& name, torch::ScalarType type,
+                   torch::Tensor& param) {
     const TensorView& view = *entry.view;
     std::vector<uint8_t>& filled = filled_[name];
     if (std::find(filled.begin(), filled.end(), 1) != filled.end()) {
@@ -213,7 +219,7 @@ class Loader {
     std::shared_ptr<const void> owner = entry.file->bytes_owner();
     torch::Tensor mapped = torch::from_blob(
         const_cast<uint8_t*>(view.data), view.shape, [owner](void*) {},
-        torch::TensorOptions().dtype(param.scalar_type()));
+        torch::TensorOptions().dtype(type));
     const int64_t row_bytes = view.nbytes / std::max<int64_t>(view.shape[0], 1);
     const int64_t slice_rows = std::max<int64_t>(1, kSliceBytes / std::max<int64_t>(row_bytes, 1));
     for (int64_t done = 0; done < view.shape[0]; done += slice_rows) {
@@ -231,6 +237,7 @@ class Loader {
   const Family& family_;
   std::vector<WeightRule> rules_;
   std::set<std::string> lookup_tables_;
+  int64_t vocab_size_;
   std::map<std::string, torch::Tensor> params_;
   std::map<std::string, std::vector<uint8_t>> filled_;
 };

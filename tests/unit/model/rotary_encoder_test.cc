@@ -115,9 +115,18 @@ class LoaderTest : public ::testing::Test {
   EncoderConfig config_ = TinyModernBert();
 };
 
+// A source model whose every parameter holds finite values (the word embedding may be made
+// uninitialised, for the loader to fill).
+RotaryEncoder FiniteSource(const EncoderConfig& config) {
+  RotaryEncoder source(config);
+  torch::NoGradGuard no_grad;
+  source->named_parameters()["embeddings.word.weight"].normal_();
+  return source;
+}
+
 TEST_F(LoaderTest, RoundTripsPublishedNames) {
   torch::manual_seed(1);
-  RotaryEncoder source(config_);
+  RotaryEncoder source = FiniteSource(config_);
   const auto tensors = Published(source, config_);
   ASSERT_EQ(tensors.size(), source->named_parameters().size());
   RotaryEncoder loaded(config_);
@@ -142,15 +151,6 @@ std::vector<std::pair<uintptr_t, uintptr_t>> MappingsOf(const std::string& path)
   return out;
 }
 
-// A source model whose every parameter holds finite values (the word embedding may be made
-// uninitialised, for the loader to fill).
-RotaryEncoder FiniteSource(const EncoderConfig& config) {
-  RotaryEncoder source(config);
-  torch::NoGradGuard no_grad;
-  source->named_parameters()["embeddings.word.weight"].normal_();
-  return source;
-}
-
 TEST_F(LoaderTest, WordEmbeddingPointsAtTheMappedFile) {
   torch::manual_seed(2);
   RotaryEncoder source = FiniteSource(config_);
@@ -166,6 +166,25 @@ TEST_F(LoaderTest, WordEmbeddingPointsAtTheMappedFile) {
   // Matrices read whole by every forward are copied (a map of them would save nothing).
   const auto layer = reinterpret_cast<uintptr_t>(loaded->named_parameters()["layers.0.qkv.weight"].data_ptr());
   for (const auto& [begin, end] : MappingsOf(File())) EXPECT_FALSE(begin <= layer && layer < end);
+}
+
+TEST_F(LoaderTest, Bf16WordTableStaysInTheFileUnderAFloat32Model) {
+  torch::manual_seed(3);
+  RotaryEncoder source = FiniteSource(config_);
+  auto tensors = Published(source, config_);
+  const torch::Tensor word = source->named_parameters()["embeddings.word.weight"].to(torch::kBFloat16);
+  for (auto& t : tensors) {
+    if (t.name != "model.embeddings.tok_embeddings.weight") continue;
+    t.dtype = DType::kBF16;
+    t.bytes.assign(static_cast<const char*>(word.data_ptr()), word.numel() * 2);
+  }
+  RotaryEncoder loaded(config_);
+  ASSERT_TRUE(Load(tensors, loaded).ok());
+  const torch::Tensor table = loaded->named_parameters()["embeddings.word.weight"];
+  EXPECT_EQ(table.scalar_type(), torch::kBFloat16);
+  EXPECT_TRUE(torch::equal(table, word));
+  // Everything else is float32, and a forward widens the looked-up rows.
+  EXPECT_EQ(loaded->named_parameters()["layers.0.qkv.weight"].scalar_type(), torch::kFloat);
 }
 
 TEST_F(LoaderTest, RefusesNonFiniteValuesInMappedAndCopiedTensors) {
@@ -187,7 +206,7 @@ TEST_F(LoaderTest, RefusesNonFiniteValuesInMappedAndCopiedTensors) {
 }
 
 TEST_F(LoaderTest, RefusesMissingSurplusAndMisshapenTensors) {
-  RotaryEncoder source(config_);
+  RotaryEncoder source = FiniteSource(config_);
   const auto tensors = Published(source, config_);
   RotaryEncoder into(config_);
 
