@@ -4,9 +4,8 @@
 #include <map>
 #include <mutex>
 
+#include <ATen/cuda/CUDAContextLight.h>
 #include <c10/cuda/CUDACachingAllocator.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <cuda_runtime_api.h>
 
 namespace longenc::model {
 
@@ -21,17 +20,15 @@ CudaMemory ReadCudaMemory(int index) {
   memory.peak_allocated_bytes = stats.allocated_bytes[0].peak;
   memory.allocated_bytes = stats.allocated_bytes[0].current;
   memory.reserved_bytes = stats.reserved_bytes[0].current;
-  // Fixed per device: asked once (cudaMemGetInfo; not a synchronisation).
+  // Fixed per device: asked once, through LibTorch (a direct CUDA runtime call would link the
+  // toolkit's libcudart beside the wheel's, which the image's staging refuses).
   static std::mutex mu;
   static std::map<int, int64_t> totals;
   const std::lock_guard<std::mutex> lock(mu);
   auto [it, added] = totals.try_emplace(index, 0);
   if (added) {
-    size_t free_bytes = 0, total_bytes = 0;
-    c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(index));
-    if (cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess) {
-      it->second = static_cast<int64_t>(total_bytes);
-    }
+    it->second = static_cast<int64_t>(
+        at::cuda::getDeviceProperties(static_cast<c10::DeviceIndex>(index))->totalGlobalMem);
   }
   memory.total_bytes = it->second;
   return memory;

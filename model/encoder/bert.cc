@@ -104,14 +104,15 @@ torch::Tensor BertLayerImpl::forward(const torch::Tensor& x, const torch::Tensor
 BertModelImpl::BertModelImpl(const EncoderConfig& config, torch::ScalarType dtype)
     : config_(config), dtype_(dtype) {
   auto embeddings = register_module("embeddings", std::make_shared<Holder>());
-  // The largest tensor is made in `dtype` directly (initialised as torch::nn::Embedding does, so
-  // a module built without weights, as tests do, holds finite values).
+  // The largest tensor is made in `dtype` directly and left uninitialised: the loader fills
+  // every row or points it into the file's mapping, so initialising it would make a
+  // bge-m3-sized table (1 GB) resident for nothing (bench/load_memory.py). Tests that build a
+  // module without weights give it finite values themselves.
   word_embeddings_ = embeddings->register_module(
       "word_embeddings",
       torch::nn::Embedding(torch::nn::EmbeddingOptions(config.vocab_size, config.hidden_size)
                                ._weight(torch::empty({config.vocab_size, config.hidden_size},
-                                                     torch::TensorOptions().dtype(dtype))
-                                              .normal_())));
+                                                     torch::TensorOptions().dtype(dtype)))));
   position_embeddings_ = embeddings->register_module(
       "position_embeddings",
       torch::nn::Embedding(config.max_position_embeddings, config.hidden_size));

@@ -65,13 +65,14 @@ torch::Tensor RotaryLayerImpl::forward(const torch::Tensor& x, const torch::Tens
 RotaryEncoderImpl::RotaryEncoderImpl(const EncoderConfig& c, torch::ScalarType dtype)
     : config_(c), dtype_(dtype), global_rope_(c.rope, c.head_dim()), local_rope_(c.local_rope, c.head_dim()) {
   auto embeddings = register_module("embeddings", std::make_shared<Holder>());
-  // The largest tensor is made in `dtype` directly (initialised as torch::nn::Embedding does, so
-  // a module built without weights, as tests do, holds finite values).
+  // The largest tensor is made in `dtype` directly and left uninitialised: the loader fills
+  // every row or points it into the file's mapping, so initialising it would make a
+  // bge-m3-sized table (1 GB) resident for nothing (bench/load_memory.py). Tests that build a
+  // module without weights give it finite values themselves.
   word_ = embeddings->register_module(
       "word", torch::nn::Embedding(torch::nn::EmbeddingOptions(c.vocab_size, c.hidden_size)
                                        ._weight(torch::empty({c.vocab_size, c.hidden_size},
-                                                             torch::TensorOptions().dtype(dtype))
-                                                      .normal_())));
+                                                             torch::TensorOptions().dtype(dtype)))));
   if (c.type_vocab_size > 0) {
     token_type_ = embeddings->register_module("token_type",
                                               torch::nn::Embedding(c.type_vocab_size, c.hidden_size));

@@ -15,6 +15,15 @@ namespace {
 
 using torch::indexing::Slice;
 
+// A module built without a checkpoint: its word table is left uninitialised for the loader,
+// so the tests give it finite values.
+BertModel RandomModel(const EncoderConfig& config) {
+  BertModel model(config);
+  torch::NoGradGuard no_grad;
+  model->named_parameters()["embeddings.word_embeddings.weight"].normal_();
+  return model;
+}
+
 torch::Tensor PositionTable(BertModel& model) {
   const EncoderConfig& c = model->config();
   return model->position_table().narrow(0, c.position_offset, c.usable_positions());
@@ -22,7 +31,7 @@ torch::Tensor PositionTable(BertModel& model) {
 
 void ExpectPackedEqualsPadded(const EncoderConfig& config) {
   torch::manual_seed(11);
-  BertModel model(config);
+  BertModel model = RandomModel(config);
   model->eval();
   attention::AttentionSpec spec;
   spec.num_heads = config.num_attention_heads;
@@ -79,7 +88,7 @@ TEST(PackedEncoderTest, LongFeedForwardInBlocksEqualsThePaddedForward) {
   // 4,096-row feed-forward blocks: enough short documents to need two.
   torch::manual_seed(5);
   EncoderConfig config = testing::TinyConfig();
-  BertModel model(config);
+  BertModel model = RandomModel(config);
   model->eval();
   const std::unique_ptr<PackedEncoder> packed =
       PackedEncoder::Create(*model, config, PositionTable(model));
