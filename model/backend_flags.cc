@@ -4,6 +4,7 @@
 #include <string>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
 
 ABSL_FLAG(std::string, model_dir, "",
           "Hugging Face model directory of a supported family (config.json, model.safetensors "
@@ -57,6 +58,22 @@ BackendOptions BackendOptionsFromFlags() {
   options.request_option_limits = absl::GetFlag(FLAGS_request_option_limits);
   options.rope_scaling = absl::GetFlag(FLAGS_rope_scaling);
   return options;
+}
+
+absl::StatusOr<Pooling> PoolingFromFlag(const std::string& value, const ModelInfo& info) {
+  if (value == "model") return info.default_pooling;
+  if (value == "mean") return Pooling::kMean;
+  if (value == "cls") return Pooling::kCls;
+  if (value == "last") return Pooling::kLastToken;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--pooling=", value, ": expected model, mean, cls or last"));
+}
+
+absl::StatusOr<bool> NormalizeFromFlag(const std::string& value, const ModelInfo& info) {
+  if (value == "model") return info.default_normalize;
+  if (value == "true" || value == "false") return value == "true";
+  return absl::InvalidArgumentError(
+      absl::StrCat("--normalize=", value, ": expected model, true or false"));
 }
 
 }  // namespace longenc::model

@@ -5,6 +5,9 @@
 #ifndef LONGENC_MODEL_BACKEND_FLAGS_H_
 #define LONGENC_MODEL_BACKEND_FLAGS_H_
 
+#include <string>
+
+#include "absl/status/statusor.h"
 #include "model/backend.h"
 
 namespace longenc::model {
@@ -22,6 +25,11 @@ inline constexpr char kDTypeHelp[] =
 // The flags as BackendOptions; an empty --model_dir becomes DefaultModelDir(). Values are
 // checked where they are used (CreateTorchBackend, the server's ValidateOptions).
 BackendOptions BackendOptionsFromFlags();
+
+// The offline tools' --pooling (model, mean, cls, last) and --normalize (model, true, false):
+// "model" is the directory's choice, `info`'s default. Errors name the flag and its values.
+absl::StatusOr<Pooling> PoolingFromFlag(const std::string& value, const ModelInfo& info);
+absl::StatusOr<bool> NormalizeFromFlag(const std::string& value, const ModelInfo& info);
 
 }  // namespace longenc::model
 

@@ -264,15 +264,6 @@ int main(int argc, char** argv) {
       {"model/encode_main.cc", longenc::model::kBackendFlagsFile});
   absl::ParseCommandLine(argc, argv);
 
-  const std::string pooling_name = absl::GetFlag(FLAGS_pooling);
-  if (pooling_name != "model" && pooling_name != "mean" && pooling_name != "cls" &&
-      pooling_name != "last") {
-    return Fail(absl::StrCat("--pooling=", pooling_name, ": expected model, mean, cls or last"));
-  }
-  const std::string normalize_name = absl::GetFlag(FLAGS_normalize);
-  if (normalize_name != "model" && normalize_name != "true" && normalize_name != "false") {
-    return Fail(absl::StrCat("--normalize=", normalize_name, ": expected model, true or false"));
-  }
   const int64_t batch_tokens = absl::GetFlag(FLAGS_batch_tokens);
   if (batch_tokens < 1) return Fail("--batch_tokens must be at least 1");
   const int64_t max_length = absl::GetFlag(FLAGS_max_length);
@@ -306,11 +297,12 @@ int main(int argc, char** argv) {
   auto backend = longenc::model::CreateTorchBackend(options);
   if (!backend.ok()) return Fail(std::string(backend.status().message()));
   const longenc::model::ModelInfo& info = (*backend)->info();
-  const Pooling pooling = pooling_name == "cls"    ? Pooling::kCls
-                          : pooling_name == "last" ? Pooling::kLastToken
-                          : pooling_name == "mean" ? Pooling::kMean
-                                                   : info.default_pooling;
-  const bool normalize = normalize_name == "model" ? info.default_normalize : normalize_name == "true";
+  const absl::StatusOr<Pooling> pooling =
+      longenc::model::PoolingFromFlag(absl::GetFlag(FLAGS_pooling), info);
+  if (!pooling.ok()) return Fail(std::string(pooling.status().message()));
+  const absl::StatusOr<bool> normalize =
+      longenc::model::NormalizeFromFlag(absl::GetFlag(FLAGS_normalize), info);
+  if (!normalize.ok()) return Fail(std::string(normalize.status().message()));
   absl::StatusOr<const std::string*> prompt =
       longenc::model::FindPrompt(info, absl::GetFlag(FLAGS_prompt_name), "--prompt_name");
   if (!prompt.ok()) return Fail(std::string(prompt.status().message()));
@@ -359,7 +351,7 @@ int main(int argc, char** argv) {
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;  // blank line
       window.push_back(ParseLine(line, line_number, **tokenizer, max_length, chunking, *prompt));
     }
-    absl::Status s = EncodeWindow(window, **backend, {}, pooling, normalize, batch_tokens);
+    absl::Status s = EncodeWindow(window, **backend, {}, *pooling, *normalize, batch_tokens);
     if (!s.ok()) return Fail(std::string(s.message()));
     const int64_t dim = (*backend)->info().embedding_dim;
     for (const Document& doc : window) {

@@ -34,20 +34,6 @@ int Fail(const std::string& message) {
   return 2;
 }
 
-// "model" leaves *out as it is.
-bool ParsePooling(const std::string& name, Pooling* out) {
-  if (name == "mean") {
-    *out = Pooling::kMean;
-  } else if (name == "cls") {
-    *out = Pooling::kCls;
-  } else if (name == "last") {
-    *out = Pooling::kLastToken;
-  } else if (name != "model") {
-    return false;
-  }
-  return true;
-}
-
 const char* PoolingName(Pooling p) {
   return p == Pooling::kCls ? "cls" : p == Pooling::kLastToken ? "last" : "mean";
 }
@@ -77,17 +63,12 @@ int main(int argc, char** argv) {
               << "\n";
     return 0;
   }
-  Pooling pooling = info.default_pooling;
-  if (!ParsePooling(absl::GetFlag(FLAGS_pooling), &pooling)) {
-    return Fail(absl::StrCat("--pooling=", absl::GetFlag(FLAGS_pooling), ": expected model, mean, cls or last"));
-  }
-  bool normalize = info.default_normalize;
-  const std::string normalize_flag = absl::GetFlag(FLAGS_normalize);
-  if (normalize_flag == "true" || normalize_flag == "false") {
-    normalize = normalize_flag == "true";
-  } else if (normalize_flag != "model") {
-    return Fail(absl::StrCat("--normalize=", normalize_flag, ": expected model, true or false"));
-  }
+  const absl::StatusOr<Pooling> pooling =
+      longenc::model::PoolingFromFlag(absl::GetFlag(FLAGS_pooling), info);
+  if (!pooling.ok()) return Fail(std::string(pooling.status().message()));
+  const absl::StatusOr<bool> normalize =
+      longenc::model::NormalizeFromFlag(absl::GetFlag(FLAGS_normalize), info);
+  if (!normalize.ok()) return Fail(std::string(normalize.status().message()));
 
   std::vector<std::pair<std::vector<int32_t>, Pooling>> docs;
   std::string line;
@@ -95,9 +76,13 @@ int main(int argc, char** argv) {
     if (line.empty()) continue;
     try {
       const nlohmann::json j = nlohmann::json::parse(line);
-      Pooling p = pooling;
-      if (j.contains("pooling") && !ParsePooling(j["pooling"].get<std::string>(), &p)) {
-        return Fail(absl::StrCat("line ", docs.size() + 1, ": pooling must be mean, cls or last"));
+      Pooling p = *pooling;
+      if (j.contains("pooling")) {
+        auto line_pooling = longenc::model::PoolingFromFlag(j["pooling"].get<std::string>(), info);
+        if (!line_pooling.ok()) {
+          return Fail(absl::StrCat("line ", docs.size() + 1, ": pooling must be mean, cls or last"));
+        }
+        p = *line_pooling;
       }
       docs.emplace_back(j.at("token_ids").get<std::vector<int32_t>>(), p);
     } catch (const nlohmann::json::exception& e) {
@@ -120,11 +105,11 @@ int main(int argc, char** argv) {
   longenc::model::Batch together;
   for (const auto& [ids, doc_pooling] : docs) {
     if (absl::GetFlag(FLAGS_together)) {
-      together.Add(ids, doc_pooling, normalize);
+      together.Add(ids, doc_pooling, *normalize);
       continue;
     }
     longenc::model::Batch one;
-    one.Add(ids, doc_pooling, normalize);
+    one.Add(ids, doc_pooling, *normalize);
     if (!emit(one)) return 1;
   }
   if (absl::GetFlag(FLAGS_together) && together.size() > 0 && !emit(together)) return 1;
