@@ -20,9 +20,10 @@ absl::Status Invalid(const std::string& file, const std::string& what) {
   return absl::InvalidArgumentError(absl::StrCat(file, ": ", what));
 }
 
-absl::StatusOr<nlohmann::json> ParseJson(const std::string& text, const std::string& file) {
+// ordered_json: prompts keep the file's order (GetInfo lists them so).
+absl::StatusOr<nlohmann::ordered_json> ParseJson(const std::string& text, const std::string& file) {
   try {
-    return nlohmann::json::parse(text);
+    return nlohmann::ordered_json::parse(text);
   } catch (const nlohmann::json::exception& e) {
     return Invalid(file, absl::StrCat("not valid JSON (", e.what(), ")"));
   }
@@ -41,7 +42,7 @@ std::string ReadIfPresent(const std::string& path) {
 absl::StatusOr<std::vector<std::pair<std::string, std::string>>> Modules(const std::string& dir,
                                                                         const std::string& text) {
   const std::string file = absl::StrCat(dir, "/modules.json");
-  ASSIGN_OR_RETURN(const nlohmann::json j, ParseJson(text, file));
+  ASSIGN_OR_RETURN(const nlohmann::ordered_json j, ParseJson(text, file));
   if (!j.is_array()) return Invalid(file, "expected a list of modules");
   std::vector<std::pair<std::string, std::string>> modules;
   for (const auto& m : j) {
@@ -67,7 +68,7 @@ absl::StatusOr<std::vector<std::pair<std::string, std::string>>> Modules(const s
 }
 
 absl::StatusOr<PoolingMode> ParsePooling(const std::string& file, const std::string& text) {
-  ASSIGN_OR_RETURN(const nlohmann::json j, ParseJson(text, file));
+  ASSIGN_OR_RETURN(const nlohmann::ordered_json j, ParseJson(text, file));
   if (!j.is_object()) return Invalid(file, "not a JSON object");
   struct Mode {
     const char* key;
@@ -140,7 +141,7 @@ absl::StatusOr<SentenceTransformerInfo> ParseSentenceTransformerFiles(
   }
   if (!bert_config.empty()) {
     const std::string file = absl::StrCat(dir, "/sentence_bert_config.json");
-    ASSIGN_OR_RETURN(const nlohmann::json j, ParseJson(bert_config, file));
+    ASSIGN_OR_RETURN(const nlohmann::ordered_json j, ParseJson(bert_config, file));
     if (!j.is_object()) return Invalid(file, "not a JSON object");
     if (auto it = j.find("max_seq_length"); it != j.end() && !it->is_null()) {
       if (!it->is_number_integer() || it->get<int64_t>() < 1) {
@@ -151,7 +152,7 @@ absl::StatusOr<SentenceTransformerInfo> ParseSentenceTransformerFiles(
   }
   if (!st_config.empty()) {
     const std::string file = absl::StrCat(dir, "/config_sentence_transformers.json");
-    ASSIGN_OR_RETURN(const nlohmann::json j, ParseJson(st_config, file));
+    ASSIGN_OR_RETURN(const nlohmann::ordered_json j, ParseJson(st_config, file));
     if (!j.is_object()) return Invalid(file, "not a JSON object");
     if (auto it = j.find("prompts"); it != j.end() && !it->is_null()) {
       if (!it->is_object()) return Invalid(file, "'prompts' is not an object of name -> text");
