@@ -1,13 +1,18 @@
 #include "model/encoder/packed_encoder.h"
 
 #include <algorithm>
+#include <cmath>
+#include <numeric>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include <ATen/Context.h>
+#include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 
 #include "model/checkpoint.h"
+#include "model/encoder/short_attention.h"
 
 namespace longenc::encoder {
 namespace {
@@ -51,6 +56,36 @@ torch::Tensor Project(const torch::Tensor& x, const torch::Tensor& weight,
 torch::Tensor ProjectAdd(const torch::Tensor& x, const torch::Tensor& residual,
                          const torch::Tensor& weight, const torch::Tensor& bias) {
   return LinearAddOp().call(x, residual, weight, bias, "add");
+}
+
+// Calls attend(first row, length, head) for every head of every document, on the intra-op
+// threads: (document, head) pairs are dealt to one list per thread, longest first, each to the
+// least-loaded list (cost ~ n²), so that one long document beside short ones does not leave a
+// thread idle.
+template <typename Attend>
+void ForEachHead(const std::vector<int64_t>& lengths, int64_t heads, const Attend& attend) {
+  std::vector<int64_t> first(lengths.size(), 0), order(lengths.size());
+  for (size_t i = 1; i < lengths.size(); ++i) first[i] = first[i - 1] + lengths[i - 1];
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return lengths[a] > lengths[b]; });
+  const int64_t units = static_cast<int64_t>(lengths.size()) * heads;
+  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), units));
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> lists(workers);  // (document, head)
+  std::vector<double> load(workers, 0.0);
+  for (int64_t doc : order) {
+    const double cost = static_cast<double>(lengths[doc]) * static_cast<double>(lengths[doc] + 64);
+    for (int64_t head = 0; head < heads; ++head) {
+      const auto least = std::min_element(load.begin(), load.end()) - load.begin();
+      lists[least].emplace_back(doc, head);
+      load[least] += cost;
+    }
+  }
+  at::parallel_for(0, workers, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t w = begin; w < end; ++w) {
+      for (const auto& [doc, head] : lists[w]) attend(first[doc], lengths[doc], head);
+    }
+  });
 }
 
 }  // namespace
@@ -185,6 +220,33 @@ torch::Tensor PackedEncoder::Attend(const torch::Tensor& qkv,
   const int64_t heads = config_.num_attention_heads, head_dim = config_.head_dim();
   const int64_t hidden = config_.hidden_size;
   torch::Tensor context = torch::empty({qkv.size(0), hidden}, qkv.options());
+  const bool bf16 = dtype_ == torch::kBFloat16;
+  if (qkv.is_contiguous() && (bf16 ? ShortAttentionBf16Supported(head_dim)
+                                   : ShortAttentionFloatSupported(head_dim))) {
+    const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+    const int64_t stride = 3 * hidden;
+    auto* in = static_cast<char*>(qkv.data_ptr());
+    auto* out = static_cast<char*>(context.data_ptr());
+    const int64_t element = qkv.element_size();
+    ForEachHead(lengths, heads, [&](int64_t first, int64_t n, int64_t head) {
+      const int64_t column = head * head_dim;
+      const char* q = in + (first * stride + column) * element;
+      const char* k = q + hidden * element;
+      const char* v = k + hidden * element;
+      char* o = out + (first * hidden + column) * element;
+      if (bf16) {
+        ShortAttentionBf16(reinterpret_cast<const uint16_t*>(q),
+                           reinterpret_cast<const uint16_t*>(k),
+                           reinterpret_cast<const uint16_t*>(v), stride, n, head_dim, scale,
+                           reinterpret_cast<uint16_t*>(o), hidden);
+      } else {
+        ShortAttentionFloat(reinterpret_cast<const float*>(q), reinterpret_cast<const float*>(k),
+                            reinterpret_cast<const float*>(v), stride, n, head_dim, scale,
+                            reinterpret_cast<float*>(o), hidden);
+      }
+    });
+    return context;
+  }
   int64_t first = 0;
   for (int64_t n : lengths) {
     // [n, 3·Hd] -> [3, H, n, D]: views; SDPA reads the strides.

@@ -6,10 +6,12 @@
 // every linear layer runs once over the real tokens only ([T, Hd], T = the sum of the lengths)
 // through oneDNN with weights reordered once at load (fused Q/K/V, GELU fused into the
 // intermediate projection, the residual add fused into the output projections), and attention
-// runs per document (SDPA without a mask). The arithmetic is the same as BertModel's: float32
-// models stay float32 throughout; bfloat16 models keep BertModel's rule (linear layers in
-// bfloat16 through oneDNN's bf16 kernels; embedding sum, LayerNorm statistics and attention in
-// float32).
+// runs per document and head on the intra-op threads through short_attention.h's AVX-512
+// kernels (SDPA without a mask on a CPU without them). The arithmetic is BertModel's: float32
+// models stay float32 throughout; bfloat16 models keep the linear layers in bfloat16 (oneDNN's
+// bf16 kernels) and the embedding sum and LayerNorm statistics in float32; their attention
+// scores and softmax are float32 (exact sums of the bfloat16 queries and keys), and the
+// probabilities are rounded to bfloat16 for the sum of the values.
 //
 // Only post-norm BERT layouts with learned positions (bert, xlm_roberta) on CPU with oneDNN;
 // Create() returns null otherwise and callers keep the padded path. Memory: one extra copy of
