@@ -14,6 +14,12 @@
 #include "model/checkpoint.h"
 #include "model/encoder/short_attention.h"
 
+// at::parallel_for is an inline OpenMP loop in this LibTorch: compiled without -fopenmp it
+// runs on one thread (model/encoder/CMakeLists.txt sets the flag).
+#if AT_PARALLEL_OPENMP && !defined(_OPENMP)
+#error "packed_encoder.cc must be compiled with -fopenmp"
+#endif
+
 namespace longenc::encoder {
 namespace {
 
