@@ -383,19 +383,18 @@ class TorchBackend final : public Backend {
     }
   }
 
-  // One row [Hd] of hidden [B, N, Hd]: sequence b pooled as `pooling` says. `length`: its
-  // token count when the caller knows it (no read back from the device), else -1.
-  static torch::Tensor PoolRow(const torch::Tensor& hidden, const torch::Tensor& valid, int64_t b,
-                               Pooling pooling, int64_t length = -1) {
+  // One vector [Hd] from `states` [n, Hd], the hidden states of one document's n tokens,
+  // pooled as `pooling` says.
+  static torch::Tensor Pool(const torch::Tensor& states, Pooling pooling) {
     switch (pooling) {
       case Pooling::kCls:
-        return hidden[b][0];
+        return states[0];
       case Pooling::kLastToken:
-        return hidden[b][(length >= 0 ? length : valid[b].sum().item<int64_t>()) - 1];
+        return states[states.size(0) - 1];
       case Pooling::kMean:
         break;
     }
-    return encoder::MeanPool(hidden.narrow(0, b, 1), valid.narrow(0, b, 1))[0];
+    return states.mean(0);
   }
 
   // Pooled (unnormalised) vector [Hd] of one long document encoded in windows of the
@@ -459,7 +458,7 @@ class TorchBackend final : public Backend {
   }
 
   // Short documents under exact attention with its default options: one unpadded forward
-  // (model/encoder/packed_encoder.h), pooled here as PoolRow does.
+  // (model/encoder/packed_encoder.h).
   void EmbedPacked(const Batch& batch, const std::vector<int64_t>& rows, torch::Tensor& pooled,
                    torch::Tensor& chunk_sums) const {
     std::vector<int64_t> ids, lengths;
@@ -473,9 +472,7 @@ class TorchBackend final : public Backend {
     for (size_t b = 0; b < rows.size(); ++b) {
       const int64_t i = rows[b], n = lengths[b];
       const torch::Tensor states = hidden.narrow(0, first, n);
-      pooled[i] = batch.pooling[i] == Pooling::kCls         ? states[0]
-                  : batch.pooling[i] == Pooling::kLastToken ? states[n - 1]
-                                                            : states.mean(0);
+      pooled[i] = Pool(states, batch.pooling[i]);
       AddChunkSums(batch, i, states, 0, chunk_sums);
       first += n;
     }
@@ -523,7 +520,7 @@ class TorchBackend final : public Backend {
         auto [ids, valid] = Pad(batch, {i});
         torch::Tensor hidden = Forward(ids, valid, scheme, cores);
         AddChunkSums(batch, i, hidden[0], 0, chunk_sums);
-        pooled[i] = PoolRow(hidden, valid, 0, batch.pooling[i], batch.length(i));
+        pooled[i] = Pool(hidden[0].narrow(0, 0, batch.length(i)), batch.pooling[i]);
       }
     }
     if (!short_rows.empty() && packed_ != nullptr && settings.attention == "full" &&
@@ -534,8 +531,9 @@ class TorchBackend final : public Backend {
       torch::Tensor hidden = Forward(ids, valid, scheme, cores);
       for (size_t b = 0; b < short_rows.size(); ++b) {
         const int64_t i = short_rows[b];
-        pooled[i] = PoolRow(hidden, valid, static_cast<int64_t>(b), batch.pooling[i], batch.length(i));
-        AddChunkSums(batch, i, hidden[b].slice(0, 0, batch.length(i)), 0, chunk_sums);
+        const torch::Tensor states = hidden[static_cast<int64_t>(b)].narrow(0, 0, batch.length(i));
+        pooled[i] = Pool(states, batch.pooling[i]);
+        AddChunkSums(batch, i, states, 0, chunk_sums);
       }
     }
     BatchResult result;
